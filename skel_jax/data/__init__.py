@@ -1,0 +1,1 @@
+"""Raw skeleton formats, preprocessing, the synthetic clip generator and the input pipeline."""

@@ -1,0 +1,1 @@
+"""Encoders (BiGRU, AGCN, HCN) and projection heads."""

@@ -1,0 +1,1 @@
+"""The ``ntu_rgbd`` dataset."""

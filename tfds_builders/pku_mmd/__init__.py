@@ -1,0 +1,1 @@
+"""The ``pku_mmd`` dataset."""
