@@ -69,7 +69,8 @@ def measure_ingest(files: Sequence[str], num_workers: int) -> dict:
         ingest_file(path)
         seconds.append(time.perf_counter() - start)
 
-    with multiprocessing.Pool(num_workers) as pool:
+    # spawn: forking a parent that holds threads (JAX, a notebook) can deadlock the children.
+    with multiprocessing.get_context("spawn").Pool(num_workers) as pool:
         pool.map(ingest_file, [files[0]] * num_workers, chunksize=1)
         start = time.perf_counter()
         pool.map(ingest_file, files, chunksize=max(1, len(files) // (8 * num_workers)))
