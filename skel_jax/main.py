@@ -1,0 +1,42 @@
+r"""Pretrains ISC.
+
+  python -m skel_jax.main --config=configs/ntu120.py:xsub --workdir=/tmp/isc_ntu120
+  python -m skel_jax.main --config=configs/demo.py --workdir=/tmp/skel_jax_demo
+
+Any config field can be overridden, e.g. ``--config.global_batch_size=128``; the config is
+locked, so a misspelt field is an error. Rerunning with the same workdir resumes.
+"""
+
+import logging as std_logging
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from skel_jax import train
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, metrics and logs go here.",
+                               required=True)
+flags.mark_flags_as_required(["config"])
+
+
+def quiet_library_info_logs() -> None:
+    """Shows INFO lines from skel_jax only; libraries (Orbax writes dozens per save) from WARNING."""
+    logging.set_verbosity(logging.INFO)
+    # Records carry the standard library's levels; absl's constants are verbosities.
+    logging.get_absl_handler().python_handler.addFilter(
+        lambda record: record.levelno >= std_logging.WARNING or "/skel_jax/" in record.pathname)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    quiet_library_info_logs()
+    train.train(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+    app.run(main)
