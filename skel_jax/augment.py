@@ -12,6 +12,8 @@ gather of two neighbouring frames plus a linear blend, so nothing is recompiled 
 
 from typing import NamedTuple
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -327,7 +329,7 @@ def spatial_augment(key, clip):
     return _map_joints(clip, maps)
 
 
-def pretrain_view(key, skeleton, num_frames):
+def pretrain_view(key, skeleton, num_frames, out_frames=CLIP_FRAMES):
     """One pretraining view: crop-resize with scale U(0.1, 1), then `spatial_augment`.
 
     Args:
@@ -336,15 +338,16 @@ def pretrain_view(key, skeleton, num_frames):
         num_frames: int scalar, 1 <= num_frames <= T.
 
     Returns:
-        float32 (64, M, V, 3).
+        float32 (out_frames, M, V, 3).
     """
     crop_key, spatial_key = jax.random.split(key)
     clip = temporal_crop_resize(crop_key, skeleton, num_frames,
-                                min_scale=PRETRAIN_SCALE[0], max_scale=PRETRAIN_SCALE[1])
+                                min_scale=PRETRAIN_SCALE[0], max_scale=PRETRAIN_SCALE[1],
+                                out_frames=out_frames)
     return spatial_augment(spatial_key, clip)
 
 
-def downstream_train_view(key, skeleton, num_frames):
+def downstream_train_view(key, skeleton, num_frames, out_frames=CLIP_FRAMES):
     """Downstream training view: crop-resize with scale U(0.5, 1), no spatial augmentation.
 
     Args:
@@ -353,13 +356,13 @@ def downstream_train_view(key, skeleton, num_frames):
         num_frames: int scalar, 1 <= num_frames <= T.
 
     Returns:
-        float32 (64, M, V, 3).
+        float32 (out_frames, M, V, 3).
     """
     return temporal_crop_resize(key, skeleton, num_frames, min_scale=DOWNSTREAM_TRAIN_SCALE[0],
-                                max_scale=DOWNSTREAM_TRAIN_SCALE[1])
+                                max_scale=DOWNSTREAM_TRAIN_SCALE[1], out_frames=out_frames)
 
 
-def downstream_test_view(skeleton, num_frames):
+def downstream_test_view(skeleton, num_frames, out_frames=CLIP_FRAMES):
     """Downstream test view: the deterministic centre crop resized to 64 frames.
 
     Args:
@@ -367,9 +370,9 @@ def downstream_test_view(skeleton, num_frames):
         num_frames: int scalar, 1 <= num_frames <= T.
 
     Returns:
-        float32 (64, M, V, 3).
+        float32 (out_frames, M, V, 3).
     """
-    return center_crop_resize(skeleton, num_frames)
+    return center_crop_resize(skeleton, num_frames, out_frames)
 
 
 def _check_batch(keys, skeleton, num_frames):
@@ -380,7 +383,7 @@ def _check_batch(keys, skeleton, num_frames):
     return _check_frame_count(num_frames, batch)
 
 
-def pretrain_views(keys, skeleton, num_frames):
+def pretrain_views(keys, skeleton, num_frames, out_frames=CLIP_FRAMES):
     """Batched `pretrain_view`.
 
     Args:
@@ -389,16 +392,17 @@ def pretrain_views(keys, skeleton, num_frames):
         num_frames: int (N,), 1 <= num_frames <= T.
 
     Returns:
-        float32 (N, 64, M, V, 3).
+        float32 (N, out_frames, M, V, 3).
 
     Raises:
         ValueError: if the shapes or dtypes of the arguments do not agree.
     """
     num_frames = _check_batch(keys, skeleton, num_frames)
-    return jax.vmap(pretrain_view)(keys, skeleton, num_frames)
+    return jax.vmap(functools.partial(pretrain_view, out_frames=out_frames))(
+        keys, skeleton, num_frames)
 
 
-def two_views(keys, skeleton, num_frames):
+def two_views(keys, skeleton, num_frames, out_frames=CLIP_FRAMES):
     """The two independent pretraining views of each sample, from fold_in(key, 0) and (key, 1).
 
     Args:
@@ -407,18 +411,18 @@ def two_views(keys, skeleton, num_frames):
         num_frames: int (N,), 1 <= num_frames <= T.
 
     Returns:
-        (view1, view2), each float32 (N, 64, M, V, 3).
+        (view1, view2), each float32 (N, out_frames, M, V, 3).
 
     Raises:
         ValueError: if the shapes or dtypes of the arguments do not agree.
     """
     num_frames = _check_batch(keys, skeleton, num_frames)
     fold = jax.vmap(jax.random.fold_in, in_axes=(0, None))
-    return (pretrain_views(fold(keys, 0), skeleton, num_frames),
-            pretrain_views(fold(keys, 1), skeleton, num_frames))
+    return (pretrain_views(fold(keys, 0), skeleton, num_frames, out_frames),
+            pretrain_views(fold(keys, 1), skeleton, num_frames, out_frames))
 
 
-def downstream_train_views(keys, skeleton, num_frames):
+def downstream_train_views(keys, skeleton, num_frames, out_frames=CLIP_FRAMES):
     """Batched `downstream_train_view`.
 
     Args:
@@ -427,16 +431,17 @@ def downstream_train_views(keys, skeleton, num_frames):
         num_frames: int (N,), 1 <= num_frames <= T.
 
     Returns:
-        float32 (N, 64, M, V, 3).
+        float32 (N, out_frames, M, V, 3).
 
     Raises:
         ValueError: if the shapes or dtypes of the arguments do not agree.
     """
     num_frames = _check_batch(keys, skeleton, num_frames)
-    return jax.vmap(downstream_train_view)(keys, skeleton, num_frames)
+    return jax.vmap(functools.partial(downstream_train_view, out_frames=out_frames))(
+        keys, skeleton, num_frames)
 
 
-def downstream_test_views(skeleton, num_frames):
+def downstream_test_views(skeleton, num_frames, out_frames=CLIP_FRAMES):
     """Batched `downstream_test_view`.
 
     Args:
@@ -444,10 +449,11 @@ def downstream_test_views(skeleton, num_frames):
         num_frames: int (N,), 1 <= num_frames <= T.
 
     Returns:
-        float32 (N, 64, M, V, 3).
+        float32 (N, out_frames, M, V, 3).
 
     Raises:
         ValueError: if the shapes or dtypes of the arguments do not agree.
     """
     num_frames = _check_batch(None, skeleton, num_frames)
-    return jax.vmap(downstream_test_view)(skeleton, num_frames)
+    return jax.vmap(functools.partial(downstream_test_view, out_frames=out_frames))(
+        skeleton, num_frames)

@@ -1,24 +1,44 @@
 """Benchmarks: `python -m skel_jax.benchmark SUBCOMMAND [options]`.
 
 Subcommands:
-  ingest  read + parse + preprocess NTU `.skeleton` files: milliseconds per file on one core, and
-          files per second over a process pool.
+  ingest   read + parse + preprocess NTU `.skeleton` files: milliseconds per file on one core, and
+           files per second over a process pool.
+  train    the compiled ISC training step of a config: samples/s, ms/step, XLA's FLOPs per step
+           and the fraction of the machine's measured matrix-multiply peak they reach.
+  augment  the two pretraining views of a batch, on device: augmented pairs/s.
+  eval     encoder inference on the test crop (features/s) and exact cosine k-NN on random
+           features (queries/s).
+
+  python -m skel_jax.benchmark train --config=configs/ntu60.py:xsub --batch_size=16 --steps=3
+  python -m skel_jax.benchmark train --config=configs/demo.py --input=pipeline --json
+  python -m skel_jax.benchmark eval --config=configs/ntu60.py:xsub --representation=graph
+
+`train` and `eval` accept config overrides such as `--config.model.compute_dtype=bfloat16`.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import contextlib
+import importlib.util
 import json
 import multiprocessing
 import os
 import pathlib
 import statistics
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from skel_jax.data.ntu_skeleton import read_skeleton_file
 from skel_jax.data.preprocess import preprocess_ntu
+
+# Examples in NTU-60 cross-subject: the k-NN benchmark's default bank and query set sizes.
+NTU60_XSUB_TRAIN, NTU60_XSUB_TEST = 40091, 16487
+# A placeholder epoch length for synthetic input: it only sets where the step decay falls.
+_SYNTHETIC_STEPS_PER_EPOCH = 1000
 
 
 def ingest_file(path: str) -> int:
@@ -101,6 +121,328 @@ def _run_ingest(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     return 0
 
 
+def load_config(spec: str, overrides: Sequence[str] = ()):
+    """Loads an experiment config from ``path.py[:arg]`` and applies ``--config.x=y`` overrides.
+
+    Args:
+        spec: config file, optionally followed by ``:`` and its argument, as for
+            ``skel_jax.main --config``.
+        overrides: ``--config.a.b=value`` strings; values are Python literals (``16``, ``(1, 2)``,
+            ``'bfloat16'``) or, failing that, plain strings.
+
+    Returns:
+        The ConfigDict, locked so that a misspelt field is an error.
+
+    Raises:
+        ValueError: the file is missing or an override is malformed or names no field.
+    """
+    path, _, arg = spec.partition(":")
+    if not os.path.isfile(path):
+        raise ValueError(f"config file {path!r} not found")
+    module_spec = importlib.util.spec_from_file_location(pathlib.Path(path).stem, path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    config = module.get_config(arg or None)
+    config.lock()
+    for override in overrides:
+        name, equals, text = override.removeprefix("--config.").partition("=")
+        if not override.startswith("--config.") or not equals or not name:
+            raise ValueError(f"expected --config.FIELD=VALUE, got {override!r}")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text
+        *parents, leaf = name.split(".")
+        node = config
+        try:
+            for parent in parents:
+                node = node[parent]
+            node[leaf] = value
+        except (KeyError, AttributeError, TypeError) as error:
+            raise ValueError(f"cannot apply {override!r}: {error}") from None
+    return config
+
+
+def synthetic_batch(batch_size: int, max_frames: int, min_frames: int, seed: int = 0) -> dict:
+    """A host batch shaped like the input pipeline's, with random joints and frame counts.
+
+    Args:
+        batch_size: rows.
+        max_frames: stored frames per row.
+        min_frames: smallest valid frame count drawn (at most max_frames).
+        seed: NumPy seed.
+
+    Returns:
+        {"skeleton": float32 (B, max_frames, 2, 25, 3) zero past each row's frame count,
+        "num_frames": int32 (B,)}.
+    """
+    import numpy as np
+
+    from skel_jax.data import input_pipeline
+
+    rng = np.random.default_rng(seed)
+    num_frames = rng.integers(min(min_frames, max_frames), max_frames + 1, size=batch_size)
+    skeleton = rng.normal(size=(batch_size, max_frames, *input_pipeline.FRAME_SHAPE))
+    skeleton *= np.arange(max_frames)[None, :, None, None, None] < num_frames[:, None, None,
+                                                                                None, None]
+    return {"skeleton": skeleton.astype(np.float32), "num_frames": num_frames.astype(np.int32)}
+
+
+def measure_peaks() -> dict:
+    """The first device's measured float32 and bfloat16 matrix-multiply rates, in FLOP/s."""
+    import jax.numpy as jnp
+
+    from skel_jax import perf
+
+    return {"peak_flops_float32": perf.matmul_peak(jnp.float32),
+            "peak_flops_bfloat16": perf.matmul_peak(jnp.bfloat16)}
+
+
+def _pipeline_batches(config, workdir: str, mesh) -> tuple[Callable[[], dict], int]:
+    """Device batches from the config's real input pipeline, and its steps per epoch.
+
+    The synthetic demo dataset is generated and built into ``workdir`` first when missing.
+    """
+    from skel_jax import sharding
+    from skel_jax import train
+    from skel_jax import train_step
+    from skel_jax.data import input_pipeline
+
+    data_dir = train.data_dir_of(config, workdir)
+    if config.data.synthetic_clips:
+        train.ensure_synthetic_dataset(config, data_dir)
+    source = input_pipeline.load_source(config.data.dataset, config.data.train_split, data_dir)
+    iterator = input_pipeline.train_iterator(
+        source, global_batch_size=config.global_batch_size, seed=config.seed,
+        max_frames=config.data.max_frames, read_threads=config.data.read_threads)
+
+    def next_batch():
+        batch = next(iterator)
+        return sharding.put_batch({name: batch[name] for name in train_step.BATCH_FIELDS}, mesh)
+
+    return next_batch, len(source) // config.global_batch_size
+
+
+def measure_train(config, *, steps: int, input_kind: str, workdir: str) -> dict:
+    """Compiles the config's training step and times it.
+
+    Each timed step includes fetching its batch (a fixed device batch for ``synthetic`` input; the
+    next batch of the grain pipeline, copied to the devices, for ``pipeline``) and waits for the
+    new state, so steps never overlap.
+
+    Args:
+        config: an experiment config (its ``global_batch_size`` is the batch benchmarked).
+        steps: timed steps, after one untimed warm-up step.
+        input_kind: ``synthetic`` or ``pipeline``.
+        workdir: where the synthetic demo dataset is built for ``pipeline`` input.
+
+    Returns:
+        Dict with samples_per_s (batch / median step time), step_ms (median), step_ms_mean,
+        step_ms_min, compile_s, flops_per_step (XLA's count for one device's program),
+        flops_per_sample, achieved_flops, peak_flops (measured matmul rate in the config's
+        compute dtype), peak_flops_float32, peak_flops_bfloat16, peak_fraction, batch_size,
+        steps, input, representations, compute_dtype, devices and platform.
+    """
+    import jax
+
+    from skel_jax import config_lib
+    from skel_jax import optim
+    from skel_jax import perf
+    from skel_jax import sharding
+    from skel_jax import train_state
+    from skel_jax import train_step
+
+    config_lib.validate(config)
+    mesh = sharding.make_mesh()
+    batch_size = config.global_batch_size
+    sharding.check_divisible(batch_size, mesh)
+    device_batch = sharding.put_batch(
+        synthetic_batch(batch_size // jax.process_count(), config.data.max_frames,
+                        config.data.clip_frames, seed=config.seed), mesh)
+    if input_kind == "pipeline":
+        next_batch, steps_per_epoch = _pipeline_batches(config, workdir, mesh)
+    else:
+        next_batch, steps_per_epoch = (lambda: device_batch), _SYNTHETIC_STEPS_PER_EPOCH
+    tx, schedule = optim.make_optimizer(config, max(steps_per_epoch, 1))
+    defs, abstract_state = train_state.abstract(config, tx)
+    state_shardings = sharding.state_shardings(mesh, abstract_state)
+    state = jax.jit(lambda key: train_state.create(config, key, tx)[1],
+                    out_shardings=state_shardings)(jax.random.key(config.seed))
+    step_fn = train_step.compile_train_step(
+        train_step.make_train_step(config, defs, tx, schedule), mesh, state_shardings)
+
+    start = time.perf_counter()
+    compiled = step_fn.lower(state, device_batch).compile()
+    compile_s = time.perf_counter() - start
+    flops = perf.compiled_flops(compiled)
+
+    seconds = []
+    for step in range(steps + 1):
+        start = time.perf_counter()
+        state, _ = jax.block_until_ready(compiled(state, next_batch()))
+        if step:  # Step 0 is the warm-up.
+            seconds.append(time.perf_counter() - start)
+    timing = perf.summarize_seconds(seconds)
+    peaks = measure_peaks()
+    peak = peaks[f"peak_flops_{config.model.compute_dtype}"]
+    achieved = flops / (timing["ms"] / 1e3)
+    return {
+        "samples_per_s": batch_size / (timing["ms"] / 1e3),
+        "step_ms": timing["ms"], "step_ms_mean": timing["ms_mean"],
+        "step_ms_min": timing["ms_min"], "compile_s": compile_s,
+        "flops_per_step": flops, "flops_per_sample": flops / batch_size,
+        "achieved_flops": achieved, "peak_flops": peak, **peaks,
+        "peak_fraction": achieved / peak,
+        "batch_size": batch_size, "steps": steps, "input": input_kind,
+        "representations": config.representations,
+        "compute_dtype": config.model.compute_dtype,
+        "devices": mesh.size, "platform": jax.devices()[0].platform,
+    }
+
+
+def measure_augment(*, batch_size: int, max_frames: int, steps: int) -> dict:
+    """Times `augment.two_views` on a device batch, jitted, with new random draws every call.
+
+    Args:
+        batch_size: samples per call; a multiple of the device count.
+        max_frames: stored frames per sample.
+        steps: timed calls, after one untimed warm-up call.
+
+    Returns:
+        Dict with pairs_per_s (batch / median call time), batch_ms (median), batch_ms_mean,
+        batch_ms_min, batch_size, max_frames and steps.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from skel_jax import augment
+    from skel_jax import perf
+    from skel_jax import sharding
+
+    mesh = sharding.make_mesh()
+    sharding.check_divisible(batch_size, mesh)
+    batch = sharding.put_batch(synthetic_batch(batch_size // jax.process_count(), max_frames,
+                                               augment.CLIP_FRAMES), mesh)
+    seed_key = jax.random.key(0)
+
+    @jax.jit
+    def views(step, skeleton, num_frames):
+        keys = augment.sample_keys(seed_key, step, jnp.arange(skeleton.shape[0]))
+        return augment.two_views(keys, skeleton, num_frames)
+
+    jax.block_until_ready(views(0, batch["skeleton"], batch["num_frames"]))
+    seconds = [perf.block_time(views, step, batch["skeleton"], batch["num_frames"])[0]
+               for step in range(1, steps + 1)]
+    timing = perf.summarize_seconds(seconds)
+    return {"pairs_per_s": batch_size / (timing["ms"] / 1e3), "batch_ms": timing["ms"],
+            "batch_ms_mean": timing["ms_mean"], "batch_ms_min": timing["ms_min"],
+            "batch_size": batch_size, "max_frames": max_frames, "steps": steps}
+
+
+def measure_eval(config, *, representation: str, batch_size: int, steps: int, num_train: int,
+                 num_test: int, num_classes: int = 60) -> dict:
+    """Times encoder inference on test crops and an exact cosine k-NN on random features.
+
+    Args:
+        config: experiment config giving the encoder's architecture (weights are random).
+        representation: ``seq``, ``graph`` or ``image``.
+        batch_size: clips per inference call; a multiple of the device count.
+        steps: timed inference calls and k-NN passes, each after one untimed warm-up.
+        num_train: k-NN bank size (random unit features of the encoder's width).
+        num_test: k-NN queries per pass.
+        num_classes: labels of the bank.
+
+    Returns:
+        Dict with features_per_s, feature_batch_ms (median per inference call),
+        knn_queries_per_s and knn_ms (median per pass over all queries, k = 1, including the
+        host-device copies), feature_dim, batch_size, num_train, num_test and representation.
+    """
+    import jax
+    import numpy as np
+
+    from skel_jax import encoders
+    from skel_jax import perf
+    from skel_jax import sharding
+    from skel_jax.evaluation import features
+    from skel_jax.evaluation import knn
+
+    mesh = sharding.make_mesh()
+    sharding.check_divisible(batch_size, mesh)
+    defn, _ = encoders.abstract(config, representation)
+    variables = jax.jit(lambda key: encoders.create(config, representation, key)[1],
+                        out_shardings=sharding.replicated(mesh))(jax.random.key(config.seed))
+    batch = sharding.put_batch(synthetic_batch(batch_size // jax.process_count(),
+                                               config.data.max_frames, config.data.clip_frames),
+                               mesh)
+    feature_fn = features.make_feature_fn(defn, mesh)
+    feature_times = perf.repeat_time(feature_fn, variables, batch["skeleton"],
+                                     batch["num_frames"], repeats=steps)
+    feature_dim = feature_fn(variables, batch["skeleton"], batch["num_frames"]).shape[-1]
+
+    rng = np.random.default_rng(0)
+    bank = rng.normal(size=(num_train, feature_dim)).astype(np.float32)
+    labels = rng.integers(0, num_classes, size=num_train).astype(np.int32)
+    queries = rng.normal(size=(num_test, feature_dim)).astype(np.float32)
+    knn_times = perf.repeat_time(
+        lambda: knn.knn_predict(bank, labels, queries, (1,), num_classes, mesh=mesh),
+        repeats=steps)
+    feature_timing, knn_timing = perf.summarize_seconds(feature_times), perf.summarize_seconds(
+        knn_times)
+    return {"features_per_s": batch_size / (feature_timing["ms"] / 1e3),
+            "feature_batch_ms": feature_timing["ms"],
+            "knn_queries_per_s": num_test / (knn_timing["ms"] / 1e3), "knn_ms": knn_timing["ms"],
+            "feature_dim": int(feature_dim), "batch_size": batch_size, "num_train": num_train,
+            "num_test": num_test, "representation": representation}
+
+
+def _print_result(result: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result))
+        return
+    for name, value in result.items():
+        if isinstance(value, float):
+            value = f"{value:.4g}" if abs(value) < 1e5 else f"{value:.4e}"
+        print(f"{name:24s}{value}")
+
+
+def _config_or_error(args: argparse.Namespace, parser: argparse.ArgumentParser):
+    try:
+        config = load_config(args.config, args.overrides)
+        if getattr(args, "batch_size", None):
+            config.global_batch_size = args.batch_size
+    except ValueError as error:
+        parser.error(str(error))
+    return config
+
+
+def _run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    config = _config_or_error(args, parser)
+    with contextlib.ExitStack() as stack:
+        workdir = args.workdir or stack.enter_context(tempfile.TemporaryDirectory())
+        result = measure_train(config, steps=args.steps, input_kind=args.input, workdir=workdir)
+    _print_result({"config": args.config, **result}, args.json)
+    return 0
+
+
+def _run_augment(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    del parser
+    _print_result(measure_augment(batch_size=args.batch_size, max_frames=args.max_frames,
+                                  steps=args.steps), args.json)
+    return 0
+
+
+def _run_eval(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from skel_jax import config_lib
+
+    config = _config_or_error(args, parser)
+    names = config_lib.representation_names(config.representations)
+    representation = args.representation or names[0]
+    result = measure_eval(config, representation=representation, batch_size=args.batch_size,
+                          steps=args.steps, num_train=args.num_train, num_test=args.num_test)
+    _print_result({"config": args.config, **result}, args.json)
+    return 0
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -124,7 +466,50 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--num_workers", type=_positive_int, default=os.cpu_count() or 1,
                         help="pool size for files/s (default: os.cpu_count())")
     ingest.add_argument("--json", action="store_true", help="print one JSON line")
-    ingest.set_defaults(run=_run_ingest)
+    ingest.set_defaults(run=_run_ingest, accepts_overrides=False)
+
+    train = commands.add_parser(
+        "train", help="time the compiled training step of a config",
+        epilog="Config fields can be overridden with --config.FIELD=VALUE.")
+    train.add_argument("--config", required=True, help="config file, e.g. configs/ntu60.py:xsub")
+    train.add_argument("--batch_size", type=_positive_int, default=None,
+                       help="global batch size (default: the config's)")
+    train.add_argument("--steps", type=_positive_int, default=5,
+                       help="timed steps after one warm-up step")
+    train.add_argument("--input", choices=("synthetic", "pipeline"), default="synthetic",
+                       help="a fixed random batch already on device, or the config's grain "
+                            "pipeline (its dataset must be built, or be the synthetic demo)")
+    train.add_argument("--workdir", default=None,
+                       help="where the synthetic demo dataset is built (default: a temporary "
+                            "directory)")
+    train.add_argument("--json", action="store_true", help="print one JSON line")
+    train.set_defaults(run=_run_train, accepts_overrides=True)
+
+    augment = commands.add_parser("augment", help="time the two pretraining views on device")
+    augment.add_argument("--batch_size", type=_positive_int, default=64)
+    augment.add_argument("--max_frames", type=_positive_int, default=300,
+                         help="stored frames per sample")
+    augment.add_argument("--steps", type=_positive_int, default=10,
+                         help="timed batches after one warm-up batch")
+    augment.add_argument("--json", action="store_true", help="print one JSON line")
+    augment.set_defaults(run=_run_augment, accepts_overrides=False)
+
+    evaluate = commands.add_parser(
+        "eval", help="time encoder inference and cosine k-NN",
+        epilog="Config fields can be overridden with --config.FIELD=VALUE.")
+    evaluate.add_argument("--config", required=True, help="config file giving the encoder")
+    evaluate.add_argument("--representation", choices=("seq", "graph", "image"), default=None,
+                          help="encoder to time (default: the config's first)")
+    evaluate.add_argument("--batch_size", type=_positive_int, default=64,
+                          help="clips per inference call")
+    evaluate.add_argument("--steps", type=_positive_int, default=5,
+                          help="timed inference calls and k-NN passes")
+    evaluate.add_argument("--num_train", type=_positive_int, default=NTU60_XSUB_TRAIN,
+                          help="k-NN bank size (default: NTU-60 x-sub train)")
+    evaluate.add_argument("--num_test", type=_positive_int, default=NTU60_XSUB_TEST,
+                          help="k-NN queries (default: NTU-60 x-sub test)")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON line")
+    evaluate.set_defaults(run=_run_eval, accepts_overrides=True)
     return parser
 
 
@@ -141,7 +526,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         SystemExit: on usage errors (status 2), with the message on stderr.
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not args.accepts_overrides:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.overrides = extra
     return args.run(args, parser)
 
 

@@ -107,7 +107,8 @@ class Checkpointer:
                              f"got {keep}.")
         if save_interval_steps < 1:
             raise ValueError(f"save_interval_steps must be at least 1; got {save_interval_steps}.")
-        self.workdir = os.fspath(workdir)
+        # Orbax requires absolute paths; users pass relative workdirs.
+        self.workdir = os.path.abspath(os.path.expanduser(os.fspath(workdir)))
         self.directory = os.path.join(self.workdir, CHECKPOINTS_SUBDIR)
         self.read_only = read_only
         options = ocp.CheckpointManagerOptions(

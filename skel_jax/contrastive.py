@@ -37,9 +37,13 @@ def nce_logits(query: jax.Array, positive: jax.Array, queue: jax.Array,
 
 
 def nce_loss(logits: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Cross-entropy towards column 0, and the top-1 accuracy of picking it (ties count)."""
+    """Cross-entropy towards column 0, and the top-1 accuracy of picking it.
+
+    A tie with a negative counts as a miss: a collapsed model, whose logits are all equal, must
+    not look accurate.
+    """
     loss = jnp.mean(jax.nn.logsumexp(logits, axis=1) - logits[:, 0])
-    accuracy = jnp.mean(logits[:, 0] >= jnp.max(logits[:, 1:], axis=1))
+    accuracy = jnp.mean(logits[:, 0] > jnp.max(logits[:, 1:], axis=1))
     return loss, accuracy
 
 

@@ -20,33 +20,37 @@ import sys
 
 from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 
 from skel_jax import checkpointing
+from skel_jax import cli
 from skel_jax import config_lib
+from skel_jax import distributed
 from skel_jax import evaluation
 
-_CONFIG = config_flags.DEFINE_config_dict("config", evaluation.default_config(),
-                                          "Evaluation settings.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Work directory holding the checkpoints.",
-                               required=True)
-_PROTOCOL = flags.DEFINE_enum("protocol", None, evaluation.PROTOCOLS, "Evaluation protocol.",
-                              required=True)
-_ENCODER = flags.DEFINE_enum("encoder", None, config_lib.SINGLES,
-                             "Which query encoder to evaluate.", required=True)
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint step; default the latest.")
-_LABEL_FRACTION = flags.DEFINE_list(
-    "label_fraction", [str(f) for f in evaluation.DEFAULT_LABEL_FRACTIONS],
-    "semi: comma-separated shares of the labels, each in (0, 1].")
-_SEEDS = flags.DEFINE_integer("seeds", evaluation.DEFAULT_NUM_SEEDS,
-                              "semi: label subsets (seeds) per fraction.")
-_K = flags.DEFINE_list("k", [str(k) for k in evaluation.DEFAULT_KS],
-                       "knn: comma-separated neighbour counts; the first is the headline.")
-_RANDOM_INIT = flags.DEFINE_bool("random_init", False,
-                                 "Evaluate an untrained encoder of the same architecture.")
-_WATCH = flags.DEFINE_bool("watch", False,
-                           "Evaluate every new checkpoint as training writes it.")
+
+def _define_flags() -> None:
+    # Defined only when run as a program, so that importing this module next to other binaries
+    # cannot clash on flag names.
+    config_flags.DEFINE_config_dict("config", evaluation.default_config(), "Evaluation settings.",
+                                    lock_config=True)
+    flags.DEFINE_string("workdir", None, "Work directory holding the checkpoints.",
+                        required=True)
+    flags.DEFINE_enum("protocol", None, evaluation.PROTOCOLS, "Evaluation protocol.",
+                      required=True)
+    flags.DEFINE_enum("encoder", None, config_lib.SINGLES, "Which query encoder to evaluate.",
+                      required=True)
+    flags.DEFINE_integer("step", None, "Checkpoint step; default the latest.")
+    flags.DEFINE_list("label_fraction", [str(f) for f in evaluation.DEFAULT_LABEL_FRACTIONS],
+                      "semi: comma-separated shares of the labels, each in (0, 1].")
+    flags.DEFINE_integer("seeds", evaluation.DEFAULT_NUM_SEEDS,
+                         "semi: label subsets (seeds) per fraction.")
+    flags.DEFINE_list("k", [str(k) for k in evaluation.DEFAULT_KS],
+                      "knn: comma-separated neighbour counts; the first is the headline.")
+    flags.DEFINE_bool("random_init", False,
+                      "Evaluate an untrained encoder of the same architecture.")
+    flags.DEFINE_bool("watch", False, "Evaluate every new checkpoint as training writes it.")
+    distributed.define_flags()
 
 
 def _numbers(name, values, kind):
@@ -60,20 +64,21 @@ def _numbers(name, values, kind):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    if _WATCH.value and _STEP.value is not None:
+    args = flags.FLAGS
+    if args.watch and args.step is not None:
         raise app.UsageError("--watch evaluates every step; it cannot be combined with --step.")
-    logging.set_verbosity(logging.INFO)
-    kwargs = dict(config=_CONFIG.value, random_init=_RANDOM_INIT.value,
-                  ks=_numbers("k", _K.value, int),
-                  label_fractions=_numbers("label_fraction", _LABEL_FRACTION.value, float),
-                  num_seeds=_SEEDS.value)
+    cli.quiet_library_info_logs()
+    distributed.initialize_from_flags()
+    kwargs = dict(config=args.config, random_init=args.random_init,
+                  ks=_numbers("k", args.k, int),
+                  label_fractions=_numbers("label_fraction", args.label_fraction, float),
+                  num_seeds=args.seeds)
     try:
-        if _WATCH.value:
-            summaries = evaluation.watch(_WORKDIR.value, _PROTOCOL.value, _ENCODER.value,
-                                         **kwargs)
+        if args.watch:
+            summaries = evaluation.watch(args.workdir, args.protocol, args.encoder, **kwargs)
         else:
-            summaries = [evaluation.evaluate(_WORKDIR.value, _PROTOCOL.value, _ENCODER.value,
-                                             step=_STEP.value, **kwargs)]
+            summaries = [evaluation.evaluate(args.workdir, args.protocol, args.encoder,
+                                             step=args.step, **kwargs)]
     except (FileNotFoundError, ValueError, checkpointing.CheckpointReadError) as error:
         sys.exit(f"evaluate: {error}")
     for summary in summaries:
@@ -81,4 +86,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)

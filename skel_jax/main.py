@@ -7,13 +7,12 @@ Any config field can be overridden, e.g. ``--config.global_batch_size=128``; the
 locked, so a misspelt field is an error. Rerunning with the same workdir resumes.
 """
 
-import logging as std_logging
-
 from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 
+from skel_jax import cli
+from skel_jax import distributed
 from skel_jax import train
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
@@ -21,20 +20,15 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config fil
 _WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, metrics and logs go here.",
                                required=True)
 flags.mark_flags_as_required(["config"])
-
-
-def quiet_library_info_logs() -> None:
-    """Shows INFO lines from skel_jax only; libraries (Orbax writes dozens per save) from WARNING."""
-    logging.set_verbosity(logging.INFO)
-    # Records carry the standard library's levels; absl's constants are verbosities.
-    logging.get_absl_handler().python_handler.addFilter(
-        lambda record: record.levelno >= std_logging.WARNING or "/skel_jax/" in record.pathname)
+# Multi-process runs on clusters JAX cannot detect; see skel_jax.distributed.
+distributed.define_flags()
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    quiet_library_info_logs()
+    cli.quiet_library_info_logs()
+    distributed.initialize_from_flags()
     train.train(_CONFIG.value, _WORKDIR.value)
 
 

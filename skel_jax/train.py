@@ -56,19 +56,38 @@ def ensure_synthetic_dataset(config: ml_collections.ConfigDict, data_dir: str) -
 
 
 class _Preemption:
-    """Turns SIGTERM into a flag checked between steps, so the loop can save and exit."""
+    """Turns SIGTERM into a stop at a step that every process agrees on, so the loop can save.
+
+    One process: a handler sets a flag read between steps. Several: JAX's preemption service
+    (started by ``jax.distributed.initialize``) takes the SIGTERM of any process and picks the
+    step all of them stop at; processes signalled a step apart would otherwise enter the
+    checkpoint's collectives at different steps and abort.
+    """
 
     def __init__(self):
-        self.requested = False
-        self._previous = signal.signal(signal.SIGTERM, self._handle)
+        self._multiprocess = jax.process_count() > 1
+        self._requested = False
+        # Installing a Python handler would take SIGTERM away from JAX's preemption service.
+        self._previous = None if self._multiprocess else signal.signal(signal.SIGTERM,
+                                                                       self._handle)
 
     def _handle(self, signum, frame):
         del signum, frame
         logging.warning("SIGTERM received: saving a checkpoint and stopping.")
-        self.requested = True
+        self._requested = True
+
+    def reached(self, step: int) -> bool:
+        """Whether to save and stop after ``step``; call once per step on every process."""
+        if self._multiprocess:
+            from jax.experimental import multihost_utils
+            self._requested = multihost_utils.reached_preemption_sync_point(step)
+            if self._requested:
+                logging.warning("Preemption: saving step %d and stopping.", step)
+        return self._requested
 
     def restore(self):
-        signal.signal(signal.SIGTERM, self._previous)
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
 
 
 def _check_finite(metrics: dict, step: int) -> None:
@@ -152,7 +171,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 _check_finite(*pending)
             pending = (metrics, step)
             is_last = step == num_steps
-            if step % config.log_every_steps == 0 or is_last or preemption.requested:
+            stop = preemption.reached(step)
+            if step % config.log_every_steps == 0 or is_last or stop:
                 _check_finite(*pending)
                 elapsed = time.perf_counter() - window_start
                 last = {k: float(v) for k, v in jax.device_get(metrics).items()}
@@ -162,11 +182,11 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 writer.write_scalars(step, last)
                 window_start, window_steps = time.perf_counter(), 0
             progress.update(step, {"loss": last["loss"]} if last else {})
-            if step % checkpoint_every == 0 or is_last or preemption.requested:
+            if step % checkpoint_every == 0 or is_last or stop:
                 _check_finite(*pending)
                 checkpointer.save(step, state, config=config, data_iterator=data_iter,
                                   force=True)
-            if preemption.requested:
+            if stop:
                 logging.warning("Stopped at step %d after SIGTERM; rerun to resume.", step)
                 break
     finally:

@@ -41,6 +41,7 @@ def make_train_step(config: ml_collections.ConfigDict, defs: dict[str, encoders.
     momentum = config.contrastive.momentum
     temperature = config.contrastive.temperature
     intra_weight = config.intra_weight
+    clip_frames = config.data.clip_frames
     seed_key = jax.random.key(config.seed)
     augment_key, dropout_key = jax.random.fold_in(seed_key, 0), jax.random.fold_in(seed_key, 1)
 
@@ -48,7 +49,7 @@ def make_train_step(config: ml_collections.ConfigDict, defs: dict[str, encoders.
         step = state["step"]
         rows = jnp.arange(batch["skeleton"].shape[0])
         view1, view2 = augment.two_views(augment.sample_keys(augment_key, step, rows),
-                                         batch["skeleton"], batch["num_frames"])
+                                         batch["skeleton"], batch["num_frames"], clip_frames)
         step_dropout = jax.random.fold_in(dropout_key, step)
         query, key = state["encoders"]["query"], state["encoders"]["key"]
         query_params = {rep: query[rep]["params"] for rep in names}

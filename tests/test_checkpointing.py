@@ -336,3 +336,10 @@ def test_forced_save_of_an_existing_step(saved_copy):
 def test_invalid_options(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         checkpointing.Checkpointer(tmp_path, **kwargs)
+
+
+def test_a_relative_workdir_is_resolved(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with checkpointing.Checkpointer("relative/workdir") as ckpt:
+        assert ckpt.workdir == str(tmp_path / "relative" / "workdir")
+        assert ckpt.latest_step() is None

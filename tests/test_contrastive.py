@@ -18,7 +18,7 @@ def _np_ce(q, k, queue, tau):
     logits = np.concatenate([np.sum(q * k, 1, keepdims=True), q @ queue.T], 1) / tau
     m = logits.max(1, keepdims=True)
     lse = np.log(np.exp(logits - m).sum(1)) + m[:, 0]
-    return np.mean(lse - logits[:, 0]), np.mean(logits[:, 0] >= logits[:, 1:].max(1))
+    return np.mean(lse - logits[:, 0]), np.mean(logits[:, 0] > logits[:, 1:].max(1))
 
 
 def test_l2_normalize_matches_torch_semantics():
@@ -66,6 +66,14 @@ def test_intra_loss_and_accuracy_on_a_hand_worked_case():
     ce1 = np.log(1 + np.e + 1)
     np.testing.assert_allclose(loss, (ce0 + ce1) / 2, rtol=1e-6)
     assert float(metrics["acc_graph_graph"]) == 0.5
+
+
+def test_a_collapsed_model_scores_zero_accuracy():
+    same = jnp.ones((4, 8)) / jnp.sqrt(8.0)
+    loss, accuracy = contrastive.nce_loss(contrastive.nce_logits(same, same, jnp.tile(same, (4, 1)),
+                                                                 0.07))
+    np.testing.assert_allclose(loss, np.log(17), rtol=1e-5)
+    assert float(accuracy) == 0.0
 
 
 def test_gradient_flows_only_into_queries():

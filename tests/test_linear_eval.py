@@ -104,8 +104,9 @@ def test_init_classifier():
 def test_extract_features_matches_a_direct_encoder_call(encoder, mesh):
     defn, variables = encoder
     examples = _source(11, seed=1)
-    features, labels = features_lib.extract_features(defn, variables, examples, mesh=mesh,
-                                                     batch_size=8, max_frames=MAX_FRAMES)
+    features, labels = features_lib.extract_features(
+        features_lib.make_feature_fn(defn, mesh), variables, examples, mesh=mesh, batch_size=8,
+        max_frames=MAX_FRAMES)
     assert features.shape == (11, 32) and features.dtype == np.float32
     assert labels.dtype == np.int32
     np.testing.assert_array_equal(labels, [e["label"] for e in examples])
@@ -138,9 +139,10 @@ def test_linear_probe_leaves_the_encoder_bit_identical(encoder, mesh, source):
     _, init_params = linear.init_classifier(32, NUM_CLASSES, jax.random.key(0))
     assert not np.array_equal(trained.params["linear"]["kernel"], init_params["linear"]["kernel"])
 
-    logits, labels = linear.predict(trained, defn, source, mesh=mesh, batch_size=8,
+    feature_fn = features_lib.make_feature_fn(defn, mesh)
+    logits, labels = linear.predict(trained, feature_fn, source, mesh=mesh, batch_size=8,
                                     max_frames=MAX_FRAMES)
-    features, _ = features_lib.extract_features(defn, variables, source, mesh=mesh,
+    features, _ = features_lib.extract_features(feature_fn, variables, source, mesh=mesh,
                                                 batch_size=8, max_frames=MAX_FRAMES)
     assert logits.shape == (16, NUM_CLASSES) and logits.dtype == np.float32
     np.testing.assert_array_equal(labels, [e["label"] for e in source])

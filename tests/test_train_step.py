@@ -54,8 +54,9 @@ def test_eight_devices_compute_the_same_step_as_one(representations):
     for m1, m8 in zip(metrics_one, metrics_eight):
         for name in m1:
             np.testing.assert_allclose(m1[name], m8[name], rtol=2e-4, atol=1e-6, err_msg=name)
-    # Parameters after two SGD steps carry the gradients; queues carry the keys.
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-5),
+    # Parameters after two SGD steps carry the gradients; queues carry the keys. Sums over 8
+    # shards add in another order, and BatchNorm's divisions amplify that a little.
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-3, atol=1e-4),
                  one["encoders"], eight["encoders"])
     for rep in one["queues"]:
         np.testing.assert_allclose(one["queues"][rep], eight["queues"][rep], rtol=1e-3, atol=1e-5)

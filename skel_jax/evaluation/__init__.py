@@ -41,8 +41,8 @@ from skel_jax import sharding
 from skel_jax import train
 from skel_jax.data import input_pipeline
 from skel_jax.evaluation import features as features_lib
-from skel_jax.evaluation import knn
-from skel_jax.evaluation import linear
+from skel_jax.evaluation import knn as knn_lib
+from skel_jax.evaluation import linear as linear_lib
 from skel_jax.evaluation import report
 from skel_jax.evaluation import subsets
 
@@ -144,6 +144,8 @@ class _Run:
         self.eval_dir = os.path.join(workdir, report.EVAL_SUBDIR)
         self.stem = report.output_stem(protocol, representation, step=step,
                                        random_init=random_init)
+        self.feature_fn = features_lib.make_feature_fn(self.defn, mesh,
+                                                       self.train_config.data.clip_frames)
         self.feature_dim = features_lib.feature_dim(self.defn, self.variables,
                                                     self.train_config.data.clip_frames)
 
@@ -160,7 +162,7 @@ class _Run:
 
     def features(self, source):
         return features_lib.extract_features(
-            self.defn, self.variables, source, mesh=self.mesh,
+            self.feature_fn, self.variables, source, mesh=self.mesh,
             batch_size=self.config.eval_batch_size, max_frames=self.data.max_frames,
             read_threads=self.config.read_threads)
 
@@ -173,9 +175,9 @@ class _Run:
     def knn(self) -> dict[str, Any]:
         train_features, train_labels = self.features(self.data.train)
         test_features, test_labels = self.features(self.data.test)
-        predictions = knn.knn_predict(train_features, train_labels, test_features, self.ks,
-                                      self.data.num_classes, mesh=self.mesh,
-                                      chunk_size=self.config.knn_chunk_size)
+        predictions = knn_lib.knn_predict(train_features, train_labels, test_features, self.ks,
+                                          self.data.num_classes, mesh=self.mesh,
+                                          chunk_size=self.config.knn_chunk_size)
         top1 = {k: float(np.mean(predictions[k] == test_labels)) for k in self.ks}
         summary = self.summary(k=list(self.ks), top1=top1[self.ks[0]], top1_by_k=top1)
         self.write(self.stem, summary, test_labels, predictions[self.ks[0]])
@@ -184,13 +186,14 @@ class _Run:
     def classifier(self, source, *, finetune: bool, seed: int) -> tuple[dict, np.ndarray,
                                                                        np.ndarray]:
         settings = self.config.finetune if finetune else self.config.linear
-        trained = linear.train_classifier(
+        trained = linear_lib.train_classifier(
             self.defn, self.variables, source, feature_dim=self.feature_dim,
             num_classes=self.data.num_classes, settings=settings, finetune=finetune,
             mesh=self.mesh, max_frames=self.data.max_frames, seed=seed,
-            read_threads=self.config.read_threads)
-        logits, labels = linear.predict(
-            trained, self.defn, self.data.test, mesh=self.mesh,
+            read_threads=self.config.read_threads,
+            clip_frames=self.train_config.data.clip_frames)
+        logits, labels = linear_lib.predict(
+            trained, self.feature_fn, self.data.test, mesh=self.mesh,
             batch_size=self.config.eval_batch_size, max_frames=self.data.max_frames,
             read_threads=self.config.read_threads)
         results = {"top1": report.top_k_accuracy(logits, labels, 1),

@@ -53,7 +53,6 @@ def load_encoder(workdir: str, representation: str, *, step: int | None = None,
             step = ckpt.latest_step()
         # With no checkpoint at all, step is still None and restore_config says so clearly.
         config = ckpt.restore_config(step)
-        step = ckpt.latest_step() if step is None else step
         replicated = sharding.replicated(mesh)
         if random_init:
             variables = jax.jit(lambda key: encoders.create(config, representation, key)[1],
@@ -66,12 +65,14 @@ def load_encoder(workdir: str, representation: str, *, step: int | None = None,
     return config, step, defn, variables
 
 
-def make_feature_fn(defn: encoders.EncoderDef, mesh: Mesh):
+def make_feature_fn(defn: encoders.EncoderDef, mesh: Mesh,
+                    clip_frames: int = augment.CLIP_FRAMES):
     """Compiles ``(variables, skeleton, num_frames) -> features`` of the test crop.
 
     Args:
       defn: the encoder's static part.
       mesh: the device mesh; the batch is sharded over it, the variables replicated.
+      clip_frames: frames of the test crop (the pretraining config's ``data.clip_frames``).
 
     Returns:
       A jitted function of (variables, float32 (B, T, 2, 25, 3) skeletons, int (B,) frame
@@ -79,21 +80,22 @@ def make_feature_fn(defn: encoders.EncoderDef, mesh: Mesh):
     """
     @functools.partial(jax.jit, out_shardings=sharding.batch_sharding(mesh))
     def features(variables, skeleton, num_frames):
-        clips = augment.downstream_test_views(skeleton, num_frames)
+        clips = augment.downstream_test_views(skeleton, num_frames, clip_frames)
         out, _, _ = encoders.apply(defn, variables, clips, train=False, head=False)
         return out.astype(jnp.float32)
 
     return features
 
 
-def extract_features(defn: encoders.EncoderDef, variables: dict, source: Sequence[Any], *,
-                     mesh: Mesh, batch_size: int, max_frames: int, read_threads: int = 2
+def extract_features(feature_fn, variables: dict, source: Sequence[Any], *, mesh: Mesh,
+                     batch_size: int, max_frames: int, read_threads: int = 2
                      ) -> tuple[np.ndarray, np.ndarray]:
     """Features of the centre test crop of every example of a source, in source order.
 
     Args:
-      defn: the encoder's static part.
-      variables: its variables (replicated over ``mesh``).
+      feature_fn: ``make_feature_fn(defn, mesh)``; made once, it compiles once for every
+        split and every set of variables of the encoder.
+      variables: the encoder's variables (replicated over ``mesh``).
       source: random-access examples.
       mesh: the device mesh.
       batch_size: examples per compiled call over all devices; a multiple of the device count.
@@ -107,7 +109,6 @@ def extract_features(defn: encoders.EncoderDef, variables: dict, source: Sequenc
       ValueError: ``batch_size`` does not split over the devices, or the source is empty.
     """
     sharding.check_divisible(batch_size, mesh)
-    feature_fn = make_feature_fn(defn, mesh)
     batches = input_pipeline.eval_iterator(source, global_batch_size=batch_size,
                                            max_frames=max_frames, read_threads=read_threads)
     features, labels, masks = [], [], []

@@ -138,7 +138,8 @@ def init_state(encoder_variables: dict, classifier_params: dict,
 
 def make_train_step(defn: encoders.EncoderDef, classifier_def: Any,
                     tx: optax.GradientTransformation, schedule: optax.Schedule, *,
-                    finetune: bool, seed: int) -> Callable:
+                    finetune: bool, seed: int,
+                    clip_frames: int = augment.CLIP_FRAMES) -> Callable:
     """Builds ``train_step(state, batch) -> (state, metrics)`` as a pure function.
 
     Args:
@@ -148,6 +149,7 @@ def make_train_step(defn: encoders.EncoderDef, classifier_def: Any,
       schedule: the classifier's learning-rate schedule (reported).
       finetune: train the backbone too (training mode) instead of freezing it (inference mode).
       seed: seed of the crops and of dropout.
+      clip_frames: frames of the training crops.
 
     Returns:
       The step, not yet jitted (see ``compile_train_step``). ``batch`` holds ``skeleton``
@@ -161,7 +163,8 @@ def make_train_step(defn: encoders.EncoderDef, classifier_def: Any,
         step = state["step"]
         rows = jnp.arange(batch["skeleton"].shape[0])
         clips = augment.downstream_train_views(augment.sample_keys(crop_key, step, rows),
-                                               batch["skeleton"], batch["num_frames"])
+                                               batch["skeleton"], batch["num_frames"],
+                                               clip_frames)
         encoder = state["encoder"]
 
         def encoder_params(trainable):
@@ -225,7 +228,8 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
 def train_classifier(defn: encoders.EncoderDef, encoder_variables: dict,
                      source: Sequence[Any], *, feature_dim: int, num_classes: int,
                      settings: ml_collections.ConfigDict, finetune: bool, mesh: Mesh,
-                     max_frames: int, seed: int = 0, read_threads: int = 2) -> Classifier:
+                     max_frames: int, seed: int = 0, read_threads: int = 2,
+                     clip_frames: int = augment.CLIP_FRAMES) -> Classifier:
     """Trains a linear classifier on the encoder's features (and, with ``finetune``, the encoder).
 
     Args:
@@ -240,6 +244,8 @@ def train_classifier(defn: encoders.EncoderDef, encoder_variables: dict,
       max_frames: frames each stored clip is padded or truncated to.
       seed: seed of the classifier initialisation, data order, crops and dropout.
       read_threads: threads assembling batches.
+      clip_frames: frames of the training crops (the pretraining config's
+        ``data.clip_frames``).
 
     Returns:
       The trained ``Classifier``.
@@ -255,7 +261,8 @@ def train_classifier(defn: encoders.EncoderDef, encoder_variables: dict,
                                                         jax.random.key(seed))
     state = init_state(encoder_variables, classifier_params, tx, finetune=finetune, mesh=mesh)
     step_fn = compile_train_step(
-        make_train_step(defn, classifier_def, tx, schedule, finetune=finetune, seed=seed), mesh)
+        make_train_step(defn, classifier_def, tx, schedule, finetune=finetune, seed=seed,
+                        clip_frames=clip_frames), mesh)
     batches = input_pipeline.train_iterator(
         source, global_batch_size=settings.batch_size, seed=seed, max_frames=max_frames,
         read_threads=read_threads)
@@ -277,14 +284,14 @@ def train_classifier(defn: encoders.EncoderDef, encoder_variables: dict,
                       state["encoder"], history)
 
 
-def predict(classifier: Classifier, defn: encoders.EncoderDef, source: Sequence[Any], *,
+def predict(classifier: Classifier, feature_fn: Callable, source: Sequence[Any], *,
             mesh: Mesh, batch_size: int, max_frames: int, read_threads: int = 2
             ) -> tuple[np.ndarray, np.ndarray]:
     """Logits of the centre test crop of every example, the encoder in inference mode.
 
     Args:
       classifier: a trained classifier.
-      defn: the encoder's static part.
+      feature_fn: the encoder's ``features.make_feature_fn``.
       source: random-access labelled examples.
       mesh: the device mesh.
       batch_size: examples per compiled call; a multiple of the device count.
@@ -295,7 +302,7 @@ def predict(classifier: Classifier, defn: encoders.EncoderDef, source: Sequence[
       (float32 (N, num_classes) logits, int32 (N,) labels), in source order.
     """
     features, labels = features_lib.extract_features(
-        defn, classifier.encoder_variables, source, mesh=mesh, batch_size=batch_size,
+        feature_fn, classifier.encoder_variables, source, mesh=mesh, batch_size=batch_size,
         max_frames=max_frames, read_threads=read_threads)
     logits = jax.jit(lambda params, x: apply_classifier(classifier.graphdef, params, x))(
         classifier.params, features)

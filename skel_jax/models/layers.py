@@ -11,6 +11,8 @@ import jax.numpy as jnp
 from flax import nnx
 from jax import lax
 
+from skel_jax.models import conv_vjp
+
 # PyTorch's ``kaiming_normal_(w, mode='fan_out')`` (ReLU gain, untruncated normal): the variance is
 # 2 / (out_channels * receptive field). For stacked per-subset kernels the subset axis is a batch
 # axis, not part of the receptive field.
@@ -169,13 +171,13 @@ class TemporalConv(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """Maps (B, T, V, in) to (B, floor((T - 1) / stride) + 1, V, out)."""
-        y = lax.conv_general_dilated(
-            x.astype(self.dtype),
-            self.kernel[...].astype(self.dtype)[:, None],
-            window_strides=(self.stride, 1),
-            padding=((self.padding, self.padding), (0, 0)),
-            dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        )
+        x = x.astype(self.dtype)
+        kernel = self.kernel[...].astype(self.dtype)
+        if kernel.shape[0] == 1:
+            # A 1x1 convolution is a matrix product, and differentiates into matrix products.
+            y = jnp.einsum("btvc,co->btvo", x[:, :: self.stride], kernel[0])
+        else:
+            y = conv_vjp.temporal_conv(x, kernel, self.stride, self.padding)
         return y + self.bias[...].astype(self.dtype)
 
 
