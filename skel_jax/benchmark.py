@@ -238,10 +238,13 @@ def measure_train(config, *, steps: int, input_kind: str, workdir: str) -> dict:
 
     Returns:
         Dict with samples_per_s (batch / median step time), step_ms (median), step_ms_mean,
-        step_ms_min, compile_s, flops_per_step (XLA's count for one device's program),
-        flops_per_sample, achieved_flops, peak_flops (measured matmul rate in the config's
-        compute dtype), peak_flops_float32, peak_flops_bfloat16, peak_fraction, batch_size,
-        steps, input, representations, compute_dtype, devices and platform.
+        step_ms_min, compile_s; flops_per_step and flops_per_sample (XLA's cost analysis of one
+        device's compiled program, which counts each loop body once) and achieved_flops;
+        matmul_flops_per_step and matmul_flops_per_sample (products and convolutions with every
+        loop iteration counted, see ``perf.matmul_flops``) and achieved_matmul_flops;
+        peak_flops (measured matmul rate in the config's compute dtype), peak_flops_float32,
+        peak_flops_bfloat16; peak_fraction and matmul_peak_fraction (achieved / peak of either
+        count); batch_size, steps, input, representations, compute_dtype, devices, platform.
     """
     import jax
 
@@ -275,6 +278,7 @@ def measure_train(config, *, steps: int, input_kind: str, workdir: str) -> dict:
     compiled = step_fn.lower(state, device_batch).compile()
     compile_s = time.perf_counter() - start
     flops = perf.compiled_flops(compiled)
+    matmul_flops = perf.matmul_flops(step_fn, state, device_batch)
 
     seconds = []
     for step in range(steps + 1):
@@ -285,14 +289,18 @@ def measure_train(config, *, steps: int, input_kind: str, workdir: str) -> dict:
     timing = perf.summarize_seconds(seconds)
     peaks = measure_peaks()
     peak = peaks[f"peak_flops_{config.model.compute_dtype}"]
-    achieved = flops / (timing["ms"] / 1e3)
+    step_s = timing["ms"] / 1e3
     return {
-        "samples_per_s": batch_size / (timing["ms"] / 1e3),
+        "samples_per_s": batch_size / step_s,
         "step_ms": timing["ms"], "step_ms_mean": timing["ms_mean"],
         "step_ms_min": timing["ms_min"], "compile_s": compile_s,
         "flops_per_step": flops, "flops_per_sample": flops / batch_size,
-        "achieved_flops": achieved, "peak_flops": peak, **peaks,
-        "peak_fraction": achieved / peak,
+        "matmul_flops_per_step": matmul_flops,
+        "matmul_flops_per_sample": matmul_flops / batch_size,
+        "achieved_flops": flops / step_s, "achieved_matmul_flops": matmul_flops / step_s,
+        "peak_flops": peak, **peaks,
+        "peak_fraction": flops / step_s / peak,
+        "matmul_peak_fraction": matmul_flops / step_s / peak,
         "batch_size": batch_size, "steps": steps, "input": input_kind,
         "representations": config.representations,
         "compute_dtype": config.model.compute_dtype,
@@ -300,17 +308,18 @@ def measure_train(config, *, steps: int, input_kind: str, workdir: str) -> dict:
     }
 
 
-def measure_augment(*, batch_size: int, max_frames: int, steps: int) -> dict:
+def measure_augment(*, batch_size: int, max_frames: int, clip_frames: int, steps: int) -> dict:
     """Times `augment.two_views` on a device batch, jitted, with new random draws every call.
 
     Args:
         batch_size: samples per call; a multiple of the device count.
         max_frames: stored frames per sample.
+        clip_frames: frames of each view.
         steps: timed calls, after one untimed warm-up call.
 
     Returns:
         Dict with pairs_per_s (batch / median call time), batch_ms (median), batch_ms_mean,
-        batch_ms_min, batch_size, max_frames and steps.
+        batch_ms_min, batch_size, max_frames, clip_frames and steps.
     """
     import jax
     import jax.numpy as jnp
@@ -322,13 +331,13 @@ def measure_augment(*, batch_size: int, max_frames: int, steps: int) -> dict:
     mesh = sharding.make_mesh()
     sharding.check_divisible(batch_size, mesh)
     batch = sharding.put_batch(synthetic_batch(batch_size // jax.process_count(), max_frames,
-                                               augment.CLIP_FRAMES), mesh)
+                                               clip_frames), mesh)
     seed_key = jax.random.key(0)
 
     @jax.jit
     def views(step, skeleton, num_frames):
         keys = augment.sample_keys(seed_key, step, jnp.arange(skeleton.shape[0]))
-        return augment.two_views(keys, skeleton, num_frames)
+        return augment.two_views(keys, skeleton, num_frames, clip_frames)
 
     jax.block_until_ready(views(0, batch["skeleton"], batch["num_frames"]))
     seconds = [perf.block_time(views, step, batch["skeleton"], batch["num_frames"])[0]
@@ -336,7 +345,8 @@ def measure_augment(*, batch_size: int, max_frames: int, steps: int) -> dict:
     timing = perf.summarize_seconds(seconds)
     return {"pairs_per_s": batch_size / (timing["ms"] / 1e3), "batch_ms": timing["ms"],
             "batch_ms_mean": timing["ms_mean"], "batch_ms_min": timing["ms_min"],
-            "batch_size": batch_size, "max_frames": max_frames, "steps": steps}
+            "batch_size": batch_size, "max_frames": max_frames, "clip_frames": clip_frames,
+            "steps": steps}
 
 
 def measure_eval(config, *, representation: str, batch_size: int, steps: int, num_train: int,
@@ -374,7 +384,7 @@ def measure_eval(config, *, representation: str, batch_size: int, steps: int, nu
     batch = sharding.put_batch(synthetic_batch(batch_size // jax.process_count(),
                                                config.data.max_frames, config.data.clip_frames),
                                mesh)
-    feature_fn = features.make_feature_fn(defn, mesh)
+    feature_fn = features.make_feature_fn(defn, mesh, config.data.clip_frames)
     feature_times = perf.repeat_time(feature_fn, variables, batch["skeleton"],
                                      batch["num_frames"], repeats=steps)
     feature_dim = feature_fn(variables, batch["skeleton"], batch["num_frames"]).shape[-1]
@@ -415,9 +425,15 @@ def _config_or_error(args: argparse.Namespace, parser: argparse.ArgumentParser):
     return config
 
 
+def _quiet_if_json(as_json: bool) -> contextlib.AbstractContextManager:
+    """Sends stray prints (TFDS reports dataset builds on stdout) to stderr in --json mode."""
+    return contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
+
+
 def _run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     config = _config_or_error(args, parser)
     with contextlib.ExitStack() as stack:
+        stack.enter_context(_quiet_if_json(args.json))
         workdir = args.workdir or stack.enter_context(tempfile.TemporaryDirectory())
         result = measure_train(config, steps=args.steps, input_kind=args.input, workdir=workdir)
     _print_result({"config": args.config, **result}, args.json)
@@ -426,8 +442,10 @@ def _run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
 
 def _run_augment(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     del parser
-    _print_result(measure_augment(batch_size=args.batch_size, max_frames=args.max_frames,
-                                  steps=args.steps), args.json)
+    with _quiet_if_json(args.json):
+        result = measure_augment(batch_size=args.batch_size, max_frames=args.max_frames,
+                                 clip_frames=args.clip_frames, steps=args.steps)
+    _print_result(result, args.json)
     return 0
 
 
@@ -437,8 +455,10 @@ def _run_eval(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     config = _config_or_error(args, parser)
     names = config_lib.representation_names(config.representations)
     representation = args.representation or names[0]
-    result = measure_eval(config, representation=representation, batch_size=args.batch_size,
-                          steps=args.steps, num_train=args.num_train, num_test=args.num_test)
+    with _quiet_if_json(args.json):
+        result = measure_eval(config, representation=representation,
+                              batch_size=args.batch_size, steps=args.steps,
+                              num_train=args.num_train, num_test=args.num_test)
     _print_result({"config": args.config, **result}, args.json)
     return 0
 
@@ -489,6 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
     augment.add_argument("--batch_size", type=_positive_int, default=64)
     augment.add_argument("--max_frames", type=_positive_int, default=300,
                          help="stored frames per sample")
+    augment.add_argument("--clip_frames", type=_positive_int, default=64,
+                         help="frames of each view")
     augment.add_argument("--steps", type=_positive_int, default=10,
                          help="timed batches after one warm-up batch")
     augment.add_argument("--json", action="store_true", help="print one JSON line")

@@ -114,6 +114,7 @@ class UnitGCN(nnx.Module):
                 f"attention embedding, got out_channels={out_channels}"
             )
         self.dtype = dtype
+        self.num_subsets = num_subsets
         self.PA = nnx.Param(jnp.full((num_subsets, num_joints, num_joints), 1e-6, param_dtype))
         sub = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.conv_a = SubsetConv(num_subsets, in_channels, inter_channels, **sub)
@@ -150,15 +151,22 @@ class UnitGCN(nnx.Module):
                 f"UnitGCN expects an adjacency of shape {self.PA.shape}, got {jnp.shape(adjacency)}"
             )
         x = x.astype(self.dtype)
+        batch, frames, joints, _ = x.shape
         a = self.conv_a(x)  # (B, T, V, S, C')
         b = self.conv_b(x)
-        embed_size = a.shape[-1] * x.shape[1]
+        embed_size = a.shape[-1] * frames
         logits = jnp.einsum("btvsk,btwsk->bsvw", a, b, preferred_element_type=jnp.float32)
         attention = jax.nn.softmax(logits / embed_size, axis=-2)
         fixed = jnp.asarray(adjacency, jnp.float32) + self.PA[...].astype(jnp.float32)
-        graph_weights = (fixed + attention).astype(self.dtype)  # (B, S, V, V)
-        # Aggregating before conv_d follows the original's order; both are linear maps.
-        aggregated = jnp.einsum("btvc,bsvw->btwsc", x, graph_weights)
+        graph_weights = (fixed + attention).astype(self.dtype)  # (B, S, V, W)
+        # Aggregating before conv_d follows the original's order; both are linear maps. Each
+        # frame's aggregation is one (W * S, V) x (V, C) product, batched over (clip, frame) and
+        # read from the activations' own layout: an einsum over joints made XLA transpose
+        # activation-sized arrays, which cost more than the products (docs/performance.md).
+        weights = graph_weights.transpose(0, 3, 1, 2).reshape(batch, 1, -1, joints)
+        weights = jnp.broadcast_to(weights, (batch, frames, *weights.shape[2:]))
+        aggregated = jax.lax.dot_general(weights, x, (((3,), (2,)), ((0, 1), (0, 1))))
+        aggregated = aggregated.reshape(batch, frames, joints, self.num_subsets, -1)
         y = self.bn(self.conv_d(aggregated))
         return jax.nn.relu(y + (x if self.down is None else self.down(x)))
 

@@ -123,12 +123,9 @@ class TemporalConv(nnx.Module):
     k, 1) maps to ``kernel`` (k, in, out) = ``weight[..., 0].transpose(2, 1, 0)``; ``bias`` is
     the same.
 
-    Implemented with ``lax.conv_general_dilated`` in NHWC. Measured against a 9-tap unfold followed
-    by one einsum (2-core CPU, float32, 16 clips x 25 joints, jit, median of 20; ms as
-    conv / unfold): T=64 64->64 forward 7.8 / 53.6, forward+backward 56.0 / 69.7;
-    T=64 64->128 stride 2: 7.9 / 31.9, 37.5 / 48.1; T=32 128->128: 8.1 / 62.7, 56.0 / 82.7;
-    T=16 256->256: 16.8 / 68.7, 180.4 / 112.3. The convolution wins everywhere but one backward
-    pass, so it is kept.
+    Computed by ``conv_vjp.temporal_conv``: ``lax.conv_general_dilated`` in NHWC forward (a plain
+    matrix product for 1-tap kernels) with a hand-written backward pass, because XLA:CPU ran the
+    autodiff kernel gradient 5-10x slower than the forward convolution (docs/performance.md).
 
     Attributes:
       kernel: (kernel_size, in_channels, out_channels) nnx.Param.
@@ -171,13 +168,8 @@ class TemporalConv(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """Maps (B, T, V, in) to (B, floor((T - 1) / stride) + 1, V, out)."""
-        x = x.astype(self.dtype)
-        kernel = self.kernel[...].astype(self.dtype)
-        if kernel.shape[0] == 1:
-            # A 1x1 convolution is a matrix product, and differentiates into matrix products.
-            y = jnp.einsum("btvc,co->btvo", x[:, :: self.stride], kernel[0])
-        else:
-            y = conv_vjp.temporal_conv(x, kernel, self.stride, self.padding)
+        y = conv_vjp.temporal_conv(x.astype(self.dtype), self.kernel[...].astype(self.dtype),
+                                   self.stride, self.padding)
         return y + self.bias[...].astype(self.dtype)
 
 
