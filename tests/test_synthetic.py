@@ -91,7 +91,7 @@ def test_rest_body_is_symmetric_and_adult_sized():
     identity = np.broadcast_to(np.eye(3), (1, kin.NUM_JOINTS, 3, 3))
     positions, _ = kin.forward_kinematics(offsets, identity, np.eye(3)[None], np.zeros((1, 3)))
     height = positions[0, kin.HEAD, 1] - positions[0, list(kin.FEET), 1].min()
-    assert 1.5 < height < 1.75  # Head joint (centre of the head) above the foot joints.
+    assert height > 1.5 and height < 1.75  # Head joint (centre of the head) above the foot joints.
     assert positions[0, kin.HAND_TIP_R, 1] < positions[0, kin.HAND_R, 1]
     assert positions[0, kin.SHOULDER_R, 0] > 0 > positions[0, kin.SHOULDER_L, 0]
 
