@@ -55,6 +55,17 @@ def test_gradients_match_numpy_adjoint(frames, taps, stride):
     np.testing.assert_allclose(np.asarray(dkernel), ref_dkernel, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("frames,taps,stride", [(12, 9, 2), (10, 1, 2)])
+def test_autodiff_gradients_of_other_platforms_match_numpy_adjoint(frames, taps, stride):
+    padding = (taps - 1) // 2
+    x, kernel, dy = _inputs(frames, 4, 6, taps, stride)
+    dx, dkernel = conv_vjp.autodiff_grads(jnp.asarray(x), jnp.asarray(kernel), jnp.asarray(dy),
+                                          stride, padding)
+    ref_dx, ref_dkernel = np_conv_grads(x, kernel, dy, stride, padding)
+    np.testing.assert_allclose(np.asarray(dx), ref_dx, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(dkernel), ref_dkernel, rtol=1e-5, atol=1e-4)
+
+
 @pytest.mark.parametrize("taps,stride", [(9, 1), (9, 2), (1, 2)])
 def test_forward_equals_lax_convolution(taps, stride):
     padding = (taps - 1) // 2

@@ -8,11 +8,12 @@ gives two convolutions that XLA:CPU runs far below its matmul rate:
   spans all frames and joints (measured 5x the forward time at 64 channels and 10x at 256);
 * for stride 2 the input gradient is a convolution over a zero-dilated gradient (3x forward).
 
-Here the kernel gradient is one matrix product, ``dy^T @ unfold(x)``, with the K shifted copies of
-the input laid side by side, and the strided input gradient is a single stride-1 convolution of
+On CPU the kernel gradient is instead ``dy^T @ unfold(x)``, with the K shifted copies of the
+input laid side by side, and the strided input gradient is a single stride-1 convolution of
 ``dy`` whose output channels hold the ``stride`` phases of the input positions (polyphase
 decomposition), interleaved afterwards. The stride-1 input gradient stays the convolution with the
-flipped kernel that autodiff would emit. The forward pass is unchanged.
+flipped kernel that autodiff would emit. Other platforms keep autodiff's gradients. The forward
+pass is the convolution (a plain matrix product for 1-tap kernels) on every platform.
 """
 
 import functools
@@ -143,11 +144,29 @@ def kernel_grad(x: jax.Array, dy: jax.Array, taps: int, stride: int, padding: in
     return grad.reshape(out_channels, taps, channels).transpose(1, 2, 0)
 
 
-def _temporal_conv_bwd(stride, padding, residuals, dy):
-    x, kernel = residuals
+def matmul_grads(x: jax.Array, kernel: jax.Array, dy: jax.Array, stride: int,
+                 padding: int) -> tuple[jax.Array, jax.Array]:
+    """(dx, dkernel) from ``input_grad`` and ``kernel_grad``, in the dtypes of x and kernel."""
     dx = input_grad(dy, kernel, stride, padding, x.shape[1])
     dkernel = kernel_grad(x, dy, kernel.shape[0], stride, padding)
     return dx.astype(x.dtype), dkernel.astype(kernel.dtype)
+
+
+def autodiff_grads(x: jax.Array, kernel: jax.Array, dy: jax.Array, stride: int,
+                   padding: int) -> tuple[jax.Array, jax.Array]:
+    """(dx, dkernel) by reverse-mode autodiff of the forward pass."""
+    _, vjp = jax.vjp(lambda x, kernel: _forward(x, kernel, stride, padding), x, kernel)
+    return vjp(dy)
+
+
+def _temporal_conv_bwd(stride, padding, residuals, dy):
+    x, kernel = residuals
+    # Accelerator libraries have fast convolution gradients (and a scan of small products
+    # would be slow there), so only CPUs take the matrix-product formulation.
+    return lax.platform_dependent(
+        x, kernel, dy,
+        cpu=lambda x, kernel, dy: matmul_grads(x, kernel, dy, stride, padding),
+        default=lambda x, kernel, dy: autodiff_grads(x, kernel, dy, stride, padding))
 
 
 temporal_conv.defvjp(_temporal_conv_fwd, _temporal_conv_bwd)
