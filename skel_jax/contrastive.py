@@ -65,8 +65,10 @@ def isc_loss(queries: dict[str, jax.Array], keys: dict[str, jax.Array],
       intra_weight: weight of the intra terms added to the inter-skeleton loss.
 
     Returns:
-      The loss and metrics: ``loss_<a>_<b>`` and ``acc_<a>_<b>`` for each term (query of a,
-      positive and negatives of b).
+      The loss and metrics for each term (query of a, positive and negatives of b):
+      ``loss_<a>_<b>``, ``acc_<a>_<b>``, and the mean cosine of the query with its positive
+      (``pos_<a>_<b>``) and with the negatives (``neg_<a>_<b>``), which show collapse or a
+      queue that no longer resembles the keys.
     """
     names = list(queries)
     if len(names) == 1:
@@ -79,11 +81,13 @@ def isc_loss(queries: dict[str, jax.Array], keys: dict[str, jax.Array],
     total = jnp.zeros((), jnp.float32)
     metrics = {}
     for q_rep, k_rep, weight in terms:
-        loss, accuracy = nce_loss(
-            nce_logits(queries[q_rep], keys[k_rep], queues[k_rep], temperature))
+        logits = nce_logits(queries[q_rep], keys[k_rep], queues[k_rep], temperature)
+        loss, accuracy = nce_loss(logits)
         total = total + weight * loss
         metrics[f"loss_{q_rep}_{k_rep}"] = loss
         metrics[f"acc_{q_rep}_{k_rep}"] = accuracy
+        metrics[f"pos_{q_rep}_{k_rep}"] = jnp.mean(logits[:, 0]) * temperature
+        metrics[f"neg_{q_rep}_{k_rep}"] = jnp.mean(logits[:, 1:]) * temperature
     metrics["loss"] = total
     return total, metrics
 

@@ -18,6 +18,7 @@ checkpoint; ``--config.<field>=<value>`` overrides the evaluation settings (see
 
 import sys
 
+import jax
 from absl import app
 from absl import flags
 from ml_collections import config_flags
@@ -81,8 +82,10 @@ def main(argv):
                                              step=args.step, **kwargs)]
     except (FileNotFoundError, ValueError, checkpointing.CheckpointReadError) as error:
         sys.exit(f"evaluate: {error}")
-    for summary in summaries:
-        print(evaluation.format_summary(summary))
+    # Every process holds the same summaries; under srun one copy per task would interleave.
+    if jax.process_index() == 0:
+        for summary in summaries:
+            print(evaluation.format_summary(summary))
 
 
 if __name__ == "__main__":

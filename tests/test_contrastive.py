@@ -66,6 +66,22 @@ def test_intra_loss_and_accuracy_on_a_hand_worked_case():
     ce1 = np.log(1 + np.e + 1)
     np.testing.assert_allclose(loss, (ce0 + ce1) / 2, rtol=1e-6)
     assert float(metrics["acc_graph_graph"]) == 0.5
+    # Cosines: positives 1 and 0; negatives 0, -1, 1, 0.
+    np.testing.assert_allclose(metrics["pos_graph_graph"], 0.5, atol=1e-7)
+    np.testing.assert_allclose(metrics["neg_graph_graph"], 0.0, atol=1e-7)
+
+
+def test_cosine_metrics_match_numpy():
+    rng = np.random.default_rng(3)
+    q, r, k, l = (_unit(rng, 5, 8) for _ in range(4))
+    queue1, queue2 = _unit(rng, 10, 8), _unit(rng, 10, 8)
+    _, metrics = contrastive.isc_loss(
+        {"seq": jnp.array(q), "graph": jnp.array(r)}, {"seq": jnp.array(k), "graph": jnp.array(l)},
+        {"seq": jnp.array(queue1), "graph": jnp.array(queue2)}, 0.2)
+    np.testing.assert_allclose(metrics["pos_seq_graph"], np.mean(np.sum(q * l, 1)), atol=1e-6)
+    np.testing.assert_allclose(metrics["neg_seq_graph"], np.mean(q @ queue2.T), atol=1e-6)
+    np.testing.assert_allclose(metrics["pos_graph_seq"], np.mean(np.sum(r * k, 1)), atol=1e-6)
+    np.testing.assert_allclose(metrics["neg_graph_seq"], np.mean(r @ queue1.T), atol=1e-6)
 
 
 def test_a_collapsed_model_scores_zero_accuracy():

@@ -31,6 +31,7 @@ import jax
 import ml_collections
 import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from skel_jax import checkpointing
@@ -329,6 +330,24 @@ def final_step(workdir: str, train_config: ml_collections.ConfigDict, step: int)
     return optim.total_steps(train_config, len(source) // train_config.global_batch_size)
 
 
+def _as_process_0_sees(new_steps: list[int], idle: bool) -> tuple[list[int], bool]:
+    """Process 0's new checkpoint steps and idle-timeout verdict, on every process.
+
+    Each process lists the shared checkpoint directory and reads its clock at its own moment,
+    so one may see a step, or a timeout, that another does not yet; acting on their own views
+    they would evaluate different steps and wait forever in each other's collectives.
+    """
+    if jax.process_count() == 1:
+        return new_steps, idle
+    count = int(multihost_utils.broadcast_one_to_all(np.int32(len(new_steps))))
+    # Shapes must agree on every process: only process 0's values are broadcast.
+    values = np.zeros(count + 1, np.int32)
+    if jax.process_index() == 0:
+        values[:] = [idle, *new_steps]
+    values = multihost_utils.broadcast_one_to_all(values)
+    return [int(step) for step in values[1:]], bool(values[0])
+
+
 def watch(workdir: str, protocol: str, representation: str, *,
           config: ml_collections.ConfigDict | None = None,
           clock: Callable[[], float] = time.monotonic,
@@ -338,7 +357,8 @@ def watch(workdir: str, protocol: str, representation: str, *,
     Polls ``WORKDIR/checkpoints`` every ``config.watch.poll_seconds``; stops once the training
     config's final step is evaluated, or when no new checkpoint has appeared for
     ``config.watch.idle_timeout_seconds``. A step the trainer deletes before its turn is
-    skipped. Outputs are named with their step.
+    skipped. Outputs are named with their step. In a multi-process job every process follows
+    process 0's listing and clock, so all of them evaluate the same steps and stop together.
 
     Args:
       workdir: the work directory of the training.
@@ -361,7 +381,10 @@ def watch(workdir: str, protocol: str, representation: str, *,
     idle_since = clock()
     with checkpointing.Checkpointer(workdir, read_only=True) as ckpt:
         while True:
-            for step in [s for s in ckpt.all_steps() if s not in done]:
+            new_steps, idle = _as_process_0_sees(
+                [s for s in ckpt.all_steps() if s not in done],
+                clock() - idle_since >= config.watch.idle_timeout_seconds)
+            for step in new_steps:
                 try:
                     if final is None:
                         final = final_step(workdir, ckpt.restore_config(step), step)
@@ -377,7 +400,7 @@ def watch(workdir: str, protocol: str, representation: str, *,
             if final is not None and final in done:
                 logging.info("Evaluated the final step %d; stopping.", final)
                 return summaries
-            if clock() - idle_since >= config.watch.idle_timeout_seconds:
+            if not new_steps and idle:
                 logging.info("No new checkpoint in %s for %.0f s; stopping.", ckpt.directory,
                              config.watch.idle_timeout_seconds)
                 return summaries
