@@ -23,6 +23,7 @@ from skel_jax import config_lib
 from skel_jax import distributed
 from skel_jax import metrics_writer
 from skel_jax import train
+from tests.conftest import CPU_COLLECTIVES_FLAG
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT_S = 240
@@ -69,7 +70,8 @@ def _clean_environment(devices: int) -> dict:
            if not k.startswith(("SLURM_", "OMPI_", "PMI_", "TPU_", "JAX_COORDINATOR"))
            and k != distributed.ENV_VAR}
     env.update(JAX_PLATFORMS="cpu", JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo",
-               XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+               XLA_FLAGS=f"--xla_force_host_platform_device_count={devices} "
+                        f"{CPU_COLLECTIVES_FLAG}")
     return env
 
 
