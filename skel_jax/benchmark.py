@@ -278,7 +278,8 @@ def measure_train(config, *, steps: int, input_kind: str, workdir: str) -> dict:
     compiled = step_fn.lower(state, device_batch).compile()
     compile_s = time.perf_counter() - start
     flops = perf.compiled_flops(compiled)
-    matmul_flops = perf.matmul_flops(step_fn, state, device_batch)
+    matmul_flops = perf.matmul_flops(step_fn, state, device_batch,
+                                     platform=mesh.devices.flat[0].platform)
 
     seconds = []
     for step in range(steps + 1):

@@ -81,37 +81,57 @@ def _eqn_matmul_flops(eqn: jex.JaxprEqn) -> float:
     return 0.0
 
 
-def _jaxpr_matmul_flops(jaxpr: jex.Jaxpr) -> float:
+def _cond_branch_flops(eqn: jex.JaxprEqn, platform: str) -> float:
+    branches = eqn.params["branches"]
+    platforms = eqn.params.get("branches_platforms")
+    if platforms:
+        # lax.platform_dependent: only the branch of the platform that runs costs anything.
+        default = None
+        for branch, names in zip(branches, platforms):
+            if names is None:
+                default = branch
+            elif platform in names:
+                return _jaxpr_matmul_flops(branch.jaxpr, platform)
+        if default is not None:
+            return _jaxpr_matmul_flops(default.jaxpr, platform)
+    return max(_jaxpr_matmul_flops(b.jaxpr, platform) for b in branches)
+
+
+def _jaxpr_matmul_flops(jaxpr: jex.Jaxpr, platform: str) -> float:
     total = 0.0
     for eqn in jaxpr.eqns:
         name = eqn.primitive.name
         if name == "scan":
-            total += eqn.params["length"] * _jaxpr_matmul_flops(eqn.params["jaxpr"].jaxpr)
+            total += eqn.params["length"] * _jaxpr_matmul_flops(eqn.params["jaxpr"].jaxpr,
+                                                                platform)
         elif name == "cond":
-            total += max(_jaxpr_matmul_flops(b.jaxpr) for b in eqn.params["branches"])
+            total += _cond_branch_flops(eqn, platform)
         else:
             # A while loop's trip count is unknown here: its body counts once, as in XLA.
             total += _eqn_matmul_flops(eqn) + sum(
-                _jaxpr_matmul_flops(sub) for sub in jex.jaxprs_in_params(eqn.params))
+                _jaxpr_matmul_flops(sub, platform) for sub in jex.jaxprs_in_params(eqn.params))
     return total
 
 
-def matmul_flops(fn: Callable, *args) -> float:
+def matmul_flops(fn: Callable, *args, platform: str | None = None) -> float:
     """FLOPs of the matrix products and convolutions of ``fn(*args)``, loops unrolled.
 
     Counts 2 x multiply-adds of every ``dot_general`` and ``conv_general_dilated`` in the traced
-    program (nothing is executed), multiplying scan bodies by their length and taking the
-    costliest branch of a ``cond``. Elementwise work is not counted; in the ISC step it is a few
-    percent of the total.
+    program (nothing is executed), multiplying scan bodies by their length, taking the branch
+    of ``platform`` in a ``lax.platform_dependent`` switch and the costliest branch of any other
+    ``cond``. Elementwise work is not counted; in the ISC step it is a few percent of the total.
 
     Args:
       fn: a JAX-traceable function (jitted or not).
       *args: its arguments, concrete or ``jax.ShapeDtypeStruct``.
+      platform: the platform the program runs on ("cpu", "cuda", "tpu", ...); the default
+        backend's when None.
 
     Returns:
       The FLOP count of one call.
     """
-    return _jaxpr_matmul_flops(jax.make_jaxpr(fn)(*args).jaxpr)
+    platform = platform or jax.default_backend()
+    return _jaxpr_matmul_flops(jax.make_jaxpr(fn)(*args).jaxpr, platform)
 
 
 def default_matmul_size(platform: str) -> int:

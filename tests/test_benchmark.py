@@ -130,6 +130,21 @@ def test_matmul_flops_counts_every_scan_iteration_and_both_passes():
     assert perf.matmul_flops(grad, x, w) == 3 * forward
 
 
+def test_matmul_flops_counts_the_branch_of_the_platform_that_runs():
+    def switch(x):
+        return jax.lax.platform_dependent(x, cpu=lambda x: x @ x,
+                                          default=lambda x: (x @ x) @ x)
+
+    x = jnp.ones((4, 4))
+    one_product = 2 * 4 * 4 * 4
+    assert perf.matmul_flops(switch, x, platform="cpu") == one_product
+    assert perf.matmul_flops(switch, x, platform="cuda") == 2 * one_product
+    assert perf.matmul_flops(switch, x) == one_product  # the tests run on CPU
+    # An ordinary cond may take either branch: the costlier one counts.
+    ordinary = lambda x: jax.lax.cond(x[0, 0] > 0, lambda x: x @ x, lambda x: (x @ x) @ x, x)
+    assert perf.matmul_flops(ordinary, x, platform="cpu") == 2 * one_product
+
+
 def test_matmul_flops_of_a_strided_convolution():
     def conv(x, kernel):
         return jax.lax.conv_general_dilated(x, kernel, (2, 1), ((4, 4), (0, 0)),
