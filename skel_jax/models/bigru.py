@@ -44,12 +44,18 @@ def gru_update(gi: jax.Array, gh: jax.Array, h: jax.Array) -> jax.Array:
         The new hidden state ``(1 - z) * n + z * h`` with
         ``n = tanh(gi_n + r * gh_n)``, shape (..., H).
     """
+    _, z, n = gru_gates(gi, gh)
+    return (1.0 - z) * n + z * h
+
+
+def gru_gates(gi: jax.Array, gh: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The reset, update and candidate activations (r, z, n) of a GRU step, each (..., H)."""
     i_r, i_z, i_n = jnp.split(gi, 3, axis=-1)
     h_r, h_z, h_n = jnp.split(gh, 3, axis=-1)
     r = jax.nn.sigmoid(i_r + h_r)
     z = jax.nn.sigmoid(i_z + h_z)
     n = jnp.tanh(i_n + r * h_n)
-    return (1.0 - z) * n + z * h
+    return r, z, n
 
 
 def _forward_scan(gi, w_hh, b_hh, keep_projections):
@@ -98,11 +104,8 @@ def _recurrence_fwd(gi, w_hh, b_hh):
 def _recurrence_bwd(residuals, dstates):
     gi, w_hh, states, gh = residuals
     h_prev = jnp.concatenate([jnp.zeros_like(states[:1]), states[:-1]])
-    i_r, i_z, i_n = jnp.split(gi, 3, axis=-1)
-    h_r, h_z, h_n = jnp.split(gh, 3, axis=-1)
-    r = jax.nn.sigmoid(i_r + h_r)
-    z = jax.nn.sigmoid(i_z + h_z)
-    n = jnp.tanh(i_n + r * h_n)
+    r, z, n = gru_gates(gi, gh)
+    h_n = jnp.split(gh, 3, axis=-1)[2]
     # Derivatives of h_t by the pre-activations of r, z and n, per unit of dh_t: none of them
     # depends on the gradient, so they are formed for all steps at once outside the scan.
     d_n = (1.0 - z) * (1.0 - n * n)
