@@ -11,6 +11,7 @@ Subcommands:
 
   python -m skel_jax.benchmark train --config=configs/ntu60.py:xsub --batch_size=16 --steps=3
   python -m skel_jax.benchmark train --config=configs/demo.py --input=pipeline --json
+  python -m skel_jax.benchmark train --config=configs/ntu60.py:xsub --steps=2 --profile_dir=/tmp/p
   python -m skel_jax.benchmark eval --config=configs/ntu60.py:xsub --representation=graph
 
 `train` and `eval` accept config overrides such as `--config.model.compute_dtype=bfloat16`.
@@ -223,7 +224,8 @@ def _pipeline_batches(config, workdir: str, mesh) -> tuple[Callable[[], dict], i
     return next_batch, len(source) // config.global_batch_size
 
 
-def measure_train(config, *, steps: int, input_kind: str, workdir: str) -> dict:
+def measure_train(config, *, steps: int, input_kind: str, workdir: str,
+                  profile_dir: str | None = None) -> dict:
     """Compiles the config's training step and times it.
 
     Each timed step includes fetching its batch (a fixed device batch for ``synthetic`` input; the
@@ -235,6 +237,9 @@ def measure_train(config, *, steps: int, input_kind: str, workdir: str) -> dict:
         steps: timed steps, after one untimed warm-up step.
         input_kind: ``synthetic`` or ``pipeline``.
         workdir: where the synthetic demo dataset is built for ``pipeline`` input.
+        profile_dir: if set, ``steps`` further steps run under the JAX profiler, their trace is
+            written there and summed per XLA operation (``profiling.op_breakdown``); the timed
+            steps are not traced.
 
     Returns:
         Dict with samples_per_s (batch / median step time), step_ms (median), step_ms_mean,
@@ -244,13 +249,15 @@ def measure_train(config, *, steps: int, input_kind: str, workdir: str) -> dict:
         loop iteration counted, see ``perf.matmul_flops``) and achieved_matmul_flops;
         peak_flops (measured matmul rate in the config's compute dtype), peak_flops_float32,
         peak_flops_bfloat16; peak_fraction and matmul_peak_fraction (achieved / peak of either
-        count); batch_size, steps, input, representations, compute_dtype, devices, platform.
+        count); batch_size, steps, input, representations, compute_dtype, devices, platform;
+        with ``profile_dir``, ``profile`` (``profiling.op_breakdown`` per step).
     """
     import jax
 
     from skel_jax import config_lib
     from skel_jax import optim
     from skel_jax import perf
+    from skel_jax import profiling
     from skel_jax import sharding
     from skel_jax import train_state
     from skel_jax import train_step
@@ -288,6 +295,16 @@ def measure_train(config, *, steps: int, input_kind: str, workdir: str) -> dict:
         if step:  # Step 0 is the warm-up.
             seconds.append(time.perf_counter() - start)
     timing = perf.summarize_seconds(seconds)
+    profile = {}
+    if profile_dir:
+        def call():
+            nonlocal state
+            state, _ = jax.block_until_ready(compiled(state, next_batch()))
+
+        profiling.trace_calls(call, steps, profile_dir)
+        profile["profile"] = profiling.op_breakdown(
+            profiling.load_trace_events(profile_dir),
+            profiling.instruction_sources(compiled.as_text()), calls=steps)
     peaks = measure_peaks()
     peak = peaks[f"peak_flops_{config.model.compute_dtype}"]
     step_s = timing["ms"] / 1e3
@@ -306,6 +323,7 @@ def measure_train(config, *, steps: int, input_kind: str, workdir: str) -> dict:
         "representations": config.representations,
         "compute_dtype": config.model.compute_dtype,
         "devices": mesh.size, "platform": jax.devices()[0].platform,
+        **profile,
     }
 
 
@@ -436,7 +454,14 @@ def _run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     with contextlib.ExitStack() as stack:
         stack.enter_context(_quiet_if_json(args.json))
         workdir = args.workdir or stack.enter_context(tempfile.TemporaryDirectory())
-        result = measure_train(config, steps=args.steps, input_kind=args.input, workdir=workdir)
+        result = measure_train(config, steps=args.steps, input_kind=args.input, workdir=workdir,
+                               profile_dir=args.profile_dir)
+    # The JSON line keeps the breakdown as a field; the table mode prints it as a table.
+    profile = None if args.json else result.pop("profile", None)
+    if profile:
+        from skel_jax import profiling
+
+        print(profiling.format_breakdown(profile, result["step_ms"]))
     _print_result({"config": args.config, **result}, args.json)
     return 0
 
@@ -503,6 +528,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--workdir", default=None,
                        help="where the synthetic demo dataset is built (default: a temporary "
                             "directory)")
+    train.add_argument("--profile_dir", default=None,
+                       help="also trace --steps more steps with the JAX profiler into this "
+                            "directory and print where their time goes, per XLA operation")
     train.add_argument("--json", action="store_true", help="print one JSON line")
     train.set_defaults(run=_run_train, accepts_overrides=True)
 

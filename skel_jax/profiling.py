@@ -1,0 +1,202 @@
+"""Where a compiled step spends its time: a JAX profiler trace summed per XLA operation.
+
+``trace_calls`` runs calls of a compiled function under ``jax.profiler.trace``;
+``op_breakdown`` reads the trace back and attributes the exclusive time of every executed HLO
+instruction to its kind (the instruction name without its numeric suffix: ``ynn_fusion``,
+``copy_bitcast_fusion``, ...), to its pass (``op_pass``) and to the JAX operation it came from
+(the instruction's ``op_name`` metadata). Exclusive time matters because the body of a
+``while`` loop (a ``lax.scan``) runs inside the loop's own event.
+
+  python -m skel_jax.benchmark train --config=configs/ntu60.py:xsub --batch_size=16 --steps=2 \\
+      --profile_dir=/tmp/profile
+"""
+
+from __future__ import annotations
+
+import collections
+import gzip
+import json
+import pathlib
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import jax
+
+# One HLO instruction of a compiled module's text: ``%name = ...``, possibly ``ROOT %name``.
+_INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(.*)$")
+_OP_NAME = re.compile(r'op_name="([^"]*)"')
+_SUFFIX = re.compile(r"\.\d+$")
+TRACE_FILE = "perfetto_trace.json.gz"
+
+
+def instruction_sources(hlo_text: str) -> dict[str, str]:
+    """Maps each instruction of a compiled HLO module's text to its ``op_name`` metadata.
+
+    Args:
+      hlo_text: ``compiled.as_text()`` of a ``jax.stages.Compiled``.
+
+    Returns:
+      {instruction name: op_name}, op_name "" when the instruction carries none. Instructions
+      of every computation (loop bodies and fusions included) are listed.
+    """
+    sources = {}
+    for line in hlo_text.splitlines():
+        match = _INSTRUCTION.match(line)
+        if match:
+            source = _OP_NAME.search(match.group(2))
+            sources[match.group(1)] = source.group(1) if source else ""
+    return sources
+
+
+def op_kind(name: str) -> str:
+    """An instruction's kind: its name without XLA's ``.N`` uniquifying suffix."""
+    return _SUFFIX.sub("", name)
+
+
+def op_pass(source: str) -> str:
+    """The pass an instruction belongs to, from its ``op_name``.
+
+    ``backward``: made by JAX's transpose (reverse-mode) rules, custom VJPs included;
+    ``forward``: the forward pass of a differentiated function (the query encoders and the loss
+    in a training step); ``undifferentiated``: everything else (augmentation, the key encoders,
+    the optimizer update, the queues).
+    """
+    if "transpose(" in source:
+        return "backward"
+    return "forward" if "jvp(" in source else "undifferentiated"
+
+
+def exclusive_times(events: Iterable[Mapping[str, Any]]) -> list[tuple[str, float]]:
+    """Each complete ("X") trace event's duration minus its directly nested events', per thread.
+
+    Args:
+      events: Chrome/Perfetto trace events with ``ph``, ``pid``, ``tid``, ``ts``, ``dur``
+        (microseconds) and ``name``.
+
+    Returns:
+      (name, exclusive microseconds) for every complete event, in start order per thread.
+    """
+    threads = collections.defaultdict(list)
+    for event in events:
+        if event.get("ph") == "X" and "dur" in event:
+            threads[(event.get("pid"), event.get("tid"))].append(event)
+    result = []
+    for thread_events in threads.values():
+        # Outer events first when two start together: they are the longer ones.
+        thread_events.sort(key=lambda e: (float(e["ts"]), -float(e["dur"])))
+        stack: list[list] = []  # [end, name, exclusive]
+        for event in thread_events:
+            start, duration = float(event["ts"]), float(event["dur"])
+            while stack and stack[-1][0] <= start:
+                result.append(tuple(stack.pop()[1:]))
+            if stack:
+                stack[-1][2] -= duration
+            stack.append([start + duration, event["name"], duration])
+        result.extend(tuple(entry[1:]) for entry in reversed(stack))
+    return [(name, max(exclusive, 0.0)) for name, exclusive in result]
+
+
+def op_breakdown(events: Iterable[Mapping[str, Any]], sources: Mapping[str, str], calls: int,
+                 top: int = 15) -> dict[str, Any]:
+    """Sums the exclusive time of the compiled module's instructions, per call.
+
+    Args:
+      events: the trace's events (``load_trace_events``).
+      sources: ``instruction_sources`` of the traced module; events of other names (Python,
+        the runtime, other modules) are left out.
+      calls: how many calls of the module the trace holds.
+      top: how many of the costliest instructions to list.
+
+    Returns:
+      Dict with ``op_ms`` (all instructions, summed over threads, per call),
+      ``busy_ms_per_thread`` (per thread that ran instructions, the time it spent in them per
+      call, busiest first: against the wall time, the rest is time a core waited), ``by_kind`` and
+      ``by_pass`` ({name: ms per call}, costliest first) and ``top_ops`` (list of
+      {name, ms, source}).
+
+    Raises:
+      ValueError: ``calls`` is not positive, or no event of the module is in the trace.
+    """
+    if calls < 1:
+        raise ValueError(f"calls must be positive, got {calls}")
+    events = list(events)
+    per_op = collections.Counter()
+    for name, exclusive in exclusive_times(events):
+        if name in sources:
+            per_op[name] += exclusive / 1e3 / calls
+    intervals = collections.defaultdict(list)
+    for event in events:
+        if event.get("ph") == "X" and event.get("name") in sources:
+            start = float(event["ts"])
+            intervals[(event.get("pid"), event.get("tid"))].append((start,
+                                                                    start + float(event["dur"])))
+    if not per_op:
+        raise ValueError("The trace holds no operation of the compiled step: was it traced?")
+    by_kind, by_pass = collections.Counter(), collections.Counter()
+    for name, ms in per_op.items():
+        by_kind[op_kind(name)] += ms
+        by_pass[op_pass(sources[name])] += ms
+    return {
+        "op_ms": sum(per_op.values()),
+        "busy_ms_per_thread": sorted((_covered(spans) / 1e3 / calls
+                                      for spans in intervals.values()), reverse=True),
+        "by_kind": dict(by_kind.most_common()),
+        "by_pass": dict(by_pass.most_common()),
+        "top_ops": [{"name": name, "ms": ms, "source": sources[name]}
+                    for name, ms in per_op.most_common(top)],
+    }
+
+
+def _covered(spans: list[tuple[float, float]]) -> float:
+    """Length of the union of (start, end) intervals."""
+    total, end = 0.0, float("-inf")
+    for start, stop in sorted(spans):
+        if stop > end:
+            total += stop - max(start, end)
+            end = stop
+    return total
+
+
+def load_trace_events(profile_dir: str | pathlib.Path) -> list[dict]:
+    """The events of the newest trace ``jax.profiler.trace`` wrote under ``profile_dir``.
+
+    Raises:
+      FileNotFoundError: no ``perfetto_trace.json.gz`` under the directory.
+    """
+    traces = sorted(pathlib.Path(profile_dir).glob(f"**/{TRACE_FILE}"),
+                    key=lambda path: path.stat().st_mtime)
+    if not traces:
+        raise FileNotFoundError(f"No {TRACE_FILE} under {profile_dir}: the profiler wrote no "
+                                "trace there.")
+    with gzip.open(traces[-1], "rt") as f:
+        return json.load(f)["traceEvents"]
+
+
+def trace_calls(call: Callable[[], Any], calls: int, profile_dir: str | pathlib.Path) -> None:
+    """Runs ``call()`` ``calls`` times under the profiler.
+
+    Args:
+      call: one call of the compiled function, which waits for its result (and keeps whatever
+        state the next call needs, e.g. a donated train state).
+      calls: number of traced calls.
+      profile_dir: where the trace is written (``TRACE_FILE`` in a dated subdirectory).
+    """
+    with jax.profiler.trace(str(profile_dir), create_perfetto_trace=True):
+        for _ in range(calls):
+            call()
+
+
+def format_breakdown(breakdown: Mapping[str, Any], wall_ms: float, kinds: int = 10) -> str:
+    """A readable table of ``op_breakdown``'s result next to the wall time of one call."""
+    busy = ", ".join(f"{ms:.0f}" for ms in breakdown["busy_ms_per_thread"])
+    lines = [f"op time {breakdown['op_ms']:.1f} ms per step (summed over threads), "
+             f"wall {wall_ms:.1f} ms, threads busy {busy} ms"]
+    lines.append("by pass: " + ", ".join(f"{name} {ms:.1f} ms"
+                                         for name, ms in breakdown["by_pass"].items()))
+    lines.append("by kind:")
+    lines += [f"  {ms:9.1f} ms  {name}" for name, ms in list(breakdown["by_kind"].items())[:kinds]]
+    lines.append("costliest operations:")
+    lines += [f"  {op['ms']:9.1f} ms  {op['name']}  <- {op['source'] or '?'}"
+              for op in breakdown["top_ops"]]
+    return "\n".join(lines)
