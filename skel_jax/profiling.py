@@ -13,6 +13,7 @@ instruction to its kind (the instruction name without its numeric suffix: ``ynn_
 
 from __future__ import annotations
 
+import bisect
 import collections
 import gzip
 import json
@@ -111,7 +112,9 @@ def op_breakdown(events: Iterable[Mapping[str, Any]], sources: Mapping[str, str]
     Returns:
       Dict with ``op_ms`` (all instructions, summed over threads, per call),
       ``busy_ms_per_thread`` (per thread that ran instructions, the time it spent in them per
-      call, busiest first: against the wall time, the rest is time a core waited), ``by_kind`` and
+      call, busiest first: against the wall time, the rest is time a core waited),
+      ``alone_ms`` and ``alone_by_kind`` (time of outermost instructions during which no other
+      thread ran one: what keeps the other cores waiting), ``by_kind`` and
       ``by_pass`` ({name: ms per call}, costliest first) and ``top_ops`` (list of
       {name, ms, source}).
 
@@ -125,22 +128,18 @@ def op_breakdown(events: Iterable[Mapping[str, Any]], sources: Mapping[str, str]
     for name, exclusive in exclusive_times(events):
         if name in sources:
             per_op[name] += exclusive / 1e3 / calls
-    intervals = collections.defaultdict(list)
-    for event in events:
-        if event.get("ph") == "X" and event.get("name") in sources:
-            start = float(event["ts"])
-            intervals[(event.get("pid"), event.get("tid"))].append((start,
-                                                                    start + float(event["dur"])))
     if not per_op:
         raise ValueError("The trace holds no operation of the compiled step: was it traced?")
     by_kind, by_pass = collections.Counter(), collections.Counter()
     for name, ms in per_op.items():
         by_kind[op_kind(name)] += ms
         by_pass[op_pass(sources[name])] += ms
+    busy, alone = _thread_overlap(events, sources)
     return {
         "op_ms": sum(per_op.values()),
-        "busy_ms_per_thread": sorted((_covered(spans) / 1e3 / calls
-                                      for spans in intervals.values()), reverse=True),
+        "busy_ms_per_thread": sorted((ms / 1e3 / calls for ms in busy), reverse=True),
+        "alone_ms": sum(alone.values()) / 1e3 / calls,
+        "alone_by_kind": {kind: us / 1e3 / calls for kind, us in alone.most_common()},
         "by_kind": dict(by_kind.most_common()),
         "by_pass": dict(by_pass.most_common()),
         "top_ops": [{"name": name, "ms": ms, "source": sources[name]}
@@ -148,13 +147,55 @@ def op_breakdown(events: Iterable[Mapping[str, Any]], sources: Mapping[str, str]
     }
 
 
-def _covered(spans: list[tuple[float, float]]) -> float:
-    """Length of the union of (start, end) intervals."""
-    total, end = 0.0, float("-inf")
-    for start, stop in sorted(spans):
-        if stop > end:
-            total += stop - max(start, end)
+def _thread_overlap(events: list[Mapping[str, Any]], sources: Mapping[str, str]
+                    ) -> tuple[list[float], collections.Counter]:
+    """Each thread's time in instructions, and the time instructions ran with no other thread busy.
+
+    Returns:
+      (busy microseconds per thread, {kind: microseconds of its outermost instructions during
+      which no other thread ran an instruction}).
+    """
+    threads = collections.defaultdict(list)
+    for event in events:
+        if event.get("ph") == "X" and event.get("name") in sources:
+            start = float(event["ts"])
+            threads[(event.get("pid"), event.get("tid"))].append(
+                (start, start + float(event["dur"]), event["name"]))
+    merged = {key: _merged(spans) for key, spans in threads.items()}
+    busy = [sum(stop - start for start, stop in spans) for spans in merged.values()]
+    alone = collections.Counter()
+    for key, spans in threads.items():
+        others = _merged([span for other, spans_ in merged.items() if other != key
+                          for span in spans_])
+        starts = [start for start, _ in others]
+        end = float("-inf")
+        for start, stop, name in sorted(spans, key=lambda span: (span[0], -span[1])):
+            if start < end:  # Nested in an instruction already counted (a loop's body).
+                continue
             end = stop
+            alone[op_kind(name)] += (stop - start) - _overlap(others, starts, start, stop)
+    return busy, alone
+
+
+def _merged(spans: Iterable[tuple]) -> list[tuple[float, float]]:
+    """The union of intervals (start, end, ...) as sorted, disjoint (start, end) pairs."""
+    result: list[tuple[float, float]] = []
+    for start, stop, *_ in sorted(spans):
+        if result and start <= result[-1][1]:
+            result[-1] = (result[-1][0], max(result[-1][1], stop))
+        else:
+            result.append((start, stop))
+    return result
+
+
+def _overlap(merged: list[tuple[float, float]], starts: list[float], start: float,
+             stop: float) -> float:
+    """How much of [start, stop) sorted disjoint intervals (with their starts) cover."""
+    total = 0.0
+    index = max(bisect.bisect_right(starts, start) - 1, 0)
+    while index < len(merged) and merged[index][0] < stop:
+        total += max(0.0, min(stop, merged[index][1]) - max(start, merged[index][0]))
+        index += 1
     return total
 
 
@@ -192,6 +233,8 @@ def format_breakdown(breakdown: Mapping[str, Any], wall_ms: float, kinds: int = 
     busy = ", ".join(f"{ms:.0f}" for ms in breakdown["busy_ms_per_thread"])
     lines = [f"op time {breakdown['op_ms']:.1f} ms per step (summed over threads), "
              f"wall {wall_ms:.1f} ms, threads busy {busy} ms"]
+    lines.append(f"run alone (no other thread busy) {breakdown['alone_ms']:.1f} ms: " + ", ".join(
+        f"{name} {ms:.1f}" for name, ms in list(breakdown["alone_by_kind"].items())[:kinds // 2]))
     lines.append("by pass: " + ", ".join(f"{name} {ms:.1f} ms"
                                          for name, ms in breakdown["by_pass"].items()))
     lines.append("by kind:")

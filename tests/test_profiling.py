@@ -71,8 +71,9 @@ def test_op_breakdown_hand_worked():
     assert list(result["by_kind"]) == ["copy_fusion", "dot", "while"]
     assert result["by_pass"] == pytest.approx(
         {"forward": 0.035, "backward": 0.03, "undifferentiated": 0.025})
-    # One thread, busy over [0, 100], [200, 260] and [300, 320] us.
+    # One thread, busy over [0, 100], [200, 260] and [300, 320] us; nothing overlaps it.
     assert result["busy_ms_per_thread"] == pytest.approx([0.09])
+    assert result["alone_ms"] == pytest.approx(0.09)
     top = result["top_ops"][0]
     assert (top["name"], top["source"]) == ("dot.3", "jit(step)/jvp()/while/body/dot_general")
     assert top["ms"] == pytest.approx(0.035)
@@ -80,13 +81,22 @@ def test_op_breakdown_hand_worked():
     assert "dot.3" in text and "backward" in text and "wall 0.1 ms" in text
 
 
-def test_busy_time_is_the_union_of_each_threads_operations():
-    events = [_event("while.2", 0, 100), _event("dot.3", 10, 30),  # nested: counted once
-              _event("copy_fusion", 90, 30),  # overlaps the loop's end
-              _event("dot.3", 500, 10, tid=2), _event("copy_fusion.12", 505, 10, tid=2),
-              _event("$python", 0, 10_000, tid=3)]  # not an instruction: no busy thread
+def test_busy_and_alone_times_per_thread():
+    events = [
+        # Thread 1: a loop (with a nested body instruction), then a copy.
+        _event("while.2", 0, 100), _event("dot.3", 10, 30), _event("copy_fusion", 100, 30),
+        # Thread 2 overlaps both of them in part.
+        _event("dot.3", 50, 20, tid=2), _event("copy_fusion.12", 120, 40, tid=2),
+        _event("$python", 0, 10_000, tid=3),  # not an instruction: not a busy thread
+    ]
     result = profiling.op_breakdown(events, profiling.instruction_sources(HLO), calls=1)
-    assert result["busy_ms_per_thread"] == pytest.approx([0.12, 0.015])
+    assert result["busy_ms_per_thread"] == pytest.approx([0.13, 0.06])
+    # Alone: the loop 100 - 20 us; the copies (30 - 10) + (40 - 10) us; thread 2's dot never.
+    assert result["alone_by_kind"] == pytest.approx({"while": 0.08, "copy_fusion": 0.05,
+                                                     "dot": 0.0})
+    assert result["alone_ms"] == pytest.approx(0.13)
+    assert "run alone (no other thread busy) 0.1 ms: while 0.1, copy_fusion 0.1" in (
+        profiling.format_breakdown(result, wall_ms=0.2))
 
 
 def test_op_breakdown_errors():
