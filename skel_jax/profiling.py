@@ -112,9 +112,8 @@ def op_breakdown(events: Iterable[Mapping[str, Any]], sources: Mapping[str, str]
     Returns:
       Dict with ``op_ms`` (all instructions, summed over threads, per call),
       ``busy_ms_per_thread`` (per thread that ran instructions, the time it spent in them per
-      call, busiest first: against the wall time, the rest is time a core waited),
-      ``alone_ms`` and ``alone_by_kind`` (time of outermost instructions during which no other
-      thread ran one: what keeps the other cores waiting), ``by_kind`` and
+      call, busiest first), ``alone_ms`` and ``alone_by_kind`` (time of outermost instructions
+      during which no other thread ran one), ``by_kind`` and
       ``by_pass`` ({name: ms per call}, costliest first) and ``top_ops`` (list of
       {name, ms, source}).
 
@@ -149,7 +148,10 @@ def op_breakdown(events: Iterable[Mapping[str, Any]], sources: Mapping[str, str]
 
 def _thread_overlap(events: list[Mapping[str, Any]], sources: Mapping[str, str]
                     ) -> tuple[list[float], collections.Counter]:
-    """Each thread's time in instructions, and the time instructions ran with no other thread busy.
+    """Each thread's time in instructions, and instruction time with no other thread in one.
+
+    A thread outside any instruction may still be working: the trace does not name the parallel
+    parts of another thread's instruction (library thread-pool tasks) after the instruction.
 
     Returns:
       (busy microseconds per thread, {kind: microseconds of its outermost instructions during
@@ -232,9 +234,11 @@ def format_breakdown(breakdown: Mapping[str, Any], wall_ms: float, kinds: int = 
     """A readable table of ``op_breakdown``'s result next to the wall time of one call."""
     busy = ", ".join(f"{ms:.0f}" for ms in breakdown["busy_ms_per_thread"])
     lines = [f"op time {breakdown['op_ms']:.1f} ms per step (summed over threads), "
-             f"wall {wall_ms:.1f} ms, threads busy {busy} ms"]
-    lines.append(f"run alone (no other thread busy) {breakdown['alone_ms']:.1f} ms: " + ", ".join(
-        f"{name} {ms:.1f}" for name, ms in list(breakdown["alone_by_kind"].items())[:kinds // 2]))
+             f"wall {wall_ms:.1f} ms, threads in instructions {busy} ms"]
+    alone = ", ".join(f"{name} {ms:.1f}"
+                      for name, ms in list(breakdown["alone_by_kind"].items())[:kinds // 2])
+    lines.append(f"run alone (no other thread in an instruction) {breakdown['alone_ms']:.1f} ms: "
+                 f"{alone}")
     lines.append("by pass: " + ", ".join(f"{name} {ms:.1f} ms"
                                          for name, ms in breakdown["by_pass"].items()))
     lines.append("by kind:")

@@ -95,7 +95,7 @@ def test_busy_and_alone_times_per_thread():
     assert result["alone_by_kind"] == pytest.approx({"while": 0.08, "copy_fusion": 0.05,
                                                      "dot": 0.0})
     assert result["alone_ms"] == pytest.approx(0.13)
-    assert "run alone (no other thread busy) 0.1 ms: while 0.1, copy_fusion 0.1" in (
+    assert "run alone (no other thread in an instruction) 0.1 ms: while 0.1, copy_fusion 0.1" in (
         profiling.format_breakdown(result, wall_ms=0.2))
 
 
