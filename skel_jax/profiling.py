@@ -68,6 +68,27 @@ def op_pass(source: str) -> str:
     return "forward" if "jvp(" in source else "undifferentiated"
 
 
+_WRAPPER = re.compile(r"^(?:transpose|jvp|vmap|remat|checkpoint|pjit)\((.*)\)$")
+_CONTROL = re.compile(r"^(?:while|body|cond|closed_call|branch_\d+_fun)$")
+
+
+def op_source(source: str) -> str:
+    """The JAX operation behind an ``op_name``, without the wrappers autodiff and control flow add.
+
+    ``jit(f)/transpose(jvp(tni,dgi->tdng))/dot_general`` and ``jit(f)/jvp(tni,dgi->tdng)/
+    dot_general`` both give ``tni,dgi->tdng/dot_general`` (an einsum's spec names it), and
+    ``jit(f)/jvp()/while/body/closed_call/dnh,dhg->dng/dot_general`` gives
+    ``dnh,dhg->dng/dot_general``. Empty metadata gives ``?``.
+    """
+    parts = []
+    for part in source.split("/")[1:]:  # The first part names the jitted function.
+        while (match := _WRAPPER.match(part)):
+            part = match.group(1)
+        if part and not _CONTROL.match(part):
+            parts.append(part)
+    return "/".join(parts) or "?"
+
+
 def exclusive_times(events: Iterable[Mapping[str, Any]]) -> list[tuple[str, float]]:
     """Each complete ("X") trace event's duration minus its directly nested events', per thread.
 
@@ -107,15 +128,16 @@ def op_breakdown(events: Iterable[Mapping[str, Any]], sources: Mapping[str, str]
       sources: ``instruction_sources`` of the traced module; events of other names (Python,
         the runtime, other modules) are left out.
       calls: how many calls of the module the trace holds.
-      top: how many of the costliest instructions to list.
+      top: how many of the costliest instructions and sources to list.
 
     Returns:
       Dict with ``op_ms`` (all instructions, summed over threads, per call),
       ``busy_ms_per_thread`` (per thread that ran instructions, the time it spent in them per
-      call, busiest first), ``alone_ms`` and ``alone_by_kind`` (time of outermost instructions
-      during which no other thread ran one), ``by_kind`` and
-      ``by_pass`` ({name: ms per call}, costliest first) and ``top_ops`` (list of
-      {name, ms, source}).
+      call, busiest first); ``alone_ms``, the time of outermost instructions during which no
+      other thread ran one, and its split ``alone_by_kind`` and ``alone_by_source``;
+      ``by_kind``, ``by_pass`` and ``by_source`` (``op_kind``, ``op_pass``, ``op_source``).
+      The splits are {name: ms per call}, costliest first; those by source keep the ``top``
+      costliest. ``top_ops`` lists the ``top`` costliest instructions as {name, ms, source}.
 
     Raises:
       ValueError: ``calls`` is not positive, or no event of the module is in the trace.
@@ -129,18 +151,25 @@ def op_breakdown(events: Iterable[Mapping[str, Any]], sources: Mapping[str, str]
             per_op[name] += exclusive / 1e3 / calls
     if not per_op:
         raise ValueError("The trace holds no operation of the compiled step: was it traced?")
-    by_kind, by_pass = collections.Counter(), collections.Counter()
+    by_kind, by_pass, by_source = (collections.Counter() for _ in range(3))
     for name, ms in per_op.items():
         by_kind[op_kind(name)] += ms
         by_pass[op_pass(sources[name])] += ms
+        by_source[op_source(sources[name])] += ms
     busy, alone = _thread_overlap(events, sources)
+    alone_by_kind, alone_by_source = collections.Counter(), collections.Counter()
+    for name, us in alone.items():
+        alone_by_kind[op_kind(name)] += us / 1e3 / calls
+        alone_by_source[op_source(sources[name])] += us / 1e3 / calls
     return {
         "op_ms": sum(per_op.values()),
         "busy_ms_per_thread": sorted((ms / 1e3 / calls for ms in busy), reverse=True),
         "alone_ms": sum(alone.values()) / 1e3 / calls,
-        "alone_by_kind": {kind: us / 1e3 / calls for kind, us in alone.most_common()},
+        "alone_by_kind": dict(alone_by_kind.most_common()),
+        "alone_by_source": dict(alone_by_source.most_common(top)),
         "by_kind": dict(by_kind.most_common()),
         "by_pass": dict(by_pass.most_common()),
+        "by_source": dict(by_source.most_common(top)),
         "top_ops": [{"name": name, "ms": ms, "source": sources[name]}
                     for name, ms in per_op.most_common(top)],
     }
@@ -154,8 +183,8 @@ def _thread_overlap(events: list[Mapping[str, Any]], sources: Mapping[str, str]
     parts of another thread's instruction (library thread-pool tasks) after the instruction.
 
     Returns:
-      (busy microseconds per thread, {kind: microseconds of its outermost instructions during
-      which no other thread ran an instruction}).
+      (busy microseconds per thread, {instruction: microseconds during which it was an
+      outermost instruction and no other thread ran one}).
     """
     threads = collections.defaultdict(list)
     for event in events:
@@ -175,7 +204,7 @@ def _thread_overlap(events: list[Mapping[str, Any]], sources: Mapping[str, str]
             if start < end:  # Nested in an instruction already counted (a loop's body).
                 continue
             end = stop
-            alone[op_kind(name)] += (stop - start) - _overlap(others, starts, start, stop)
+            alone[name] += (stop - start) - _overlap(others, starts, start, stop)
     return busy, alone
 
 
@@ -235,14 +264,16 @@ def format_breakdown(breakdown: Mapping[str, Any], wall_ms: float, kinds: int = 
     busy = ", ".join(f"{ms:.0f}" for ms in breakdown["busy_ms_per_thread"])
     lines = [f"op time {breakdown['op_ms']:.1f} ms per step (summed over threads), "
              f"wall {wall_ms:.1f} ms, threads in instructions {busy} ms"]
-    alone = ", ".join(f"{name} {ms:.1f}"
-                      for name, ms in list(breakdown["alone_by_kind"].items())[:kinds // 2])
-    lines.append(f"run alone (no other thread in an instruction) {breakdown['alone_ms']:.1f} ms: "
-                 f"{alone}")
+    lines.append(f"run alone (no other thread in an instruction) {breakdown['alone_ms']:.1f} ms")
+    for label, split in (("kind", "alone_by_kind"), ("source", "alone_by_source")):
+        lines.append(f"  by {label}: " + ", ".join(
+            f"{name} {ms:.1f}" for name, ms in list(breakdown[split].items())[:kinds // 2]))
     lines.append("by pass: " + ", ".join(f"{name} {ms:.1f} ms"
                                          for name, ms in breakdown["by_pass"].items()))
-    lines.append("by kind:")
-    lines += [f"  {ms:9.1f} ms  {name}" for name, ms in list(breakdown["by_kind"].items())[:kinds]]
+    for split in ("by_kind", "by_source"):
+        lines.append(f"{split.replace('_', ' ')}:")
+        lines += [f"  {ms:9.1f} ms  {name}"
+                  for name, ms in list(breakdown[split].items())[:kinds]]
     lines.append("costliest operations:")
     lines += [f"  {op['ms']:9.1f} ms  {op['name']}  <- {op['source'] or '?'}"
               for op in breakdown["top_ops"]]

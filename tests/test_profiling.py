@@ -46,6 +46,20 @@ def test_kind_and_pass():
     assert profiling.op_pass("jit(f)/dot_general") == "undifferentiated"
 
 
+@pytest.mark.parametrize("source,expected", [
+    ("jit(train_step)/jvp(tni,dgi->tdng)/dot_general", "tni,dgi->tdng/dot_general"),
+    ("jit(train_step)/transpose(jvp(tni,dgi->tdng))/dot_general", "tni,dgi->tdng/dot_general"),
+    ("jit(train_step)/tni,dgi->tdng/dot_general", "tni,dgi->tdng/dot_general"),
+    ("jit(f)/transpose(jvp())/while/body/closed_call/dng,dgh->dnh/dot_general",
+     "dng,dgh->dnh/dot_general"),
+    ("jit(f)/transpose(jvp())/cond/branch_0_fun/conv_general_dilated", "conv_general_dilated"),
+    ("jit(f)/add", "add"),
+    ("", "?"),
+])
+def test_op_source_strips_autodiff_and_control_flow(source, expected):
+    assert profiling.op_source(source) == expected
+
+
 def test_exclusive_times_subtract_nested_events_per_thread():
     events = [
         _event("while.2", 0, 100), _event("dot.3", 10, 30), _event("dot.3", 50, 40),
@@ -71,6 +85,8 @@ def test_op_breakdown_hand_worked():
     assert list(result["by_kind"]) == ["copy_fusion", "dot", "while"]
     assert result["by_pass"] == pytest.approx(
         {"forward": 0.035, "backward": 0.03, "undifferentiated": 0.025})
+    assert result["by_source"] == pytest.approx(
+        {"dot_general": 0.035, "transpose": 0.03, "?": 0.015, "add": 0.01})
     # One thread, busy over [0, 100], [200, 260] and [300, 320] us; nothing overlaps it.
     assert result["busy_ms_per_thread"] == pytest.approx([0.09])
     assert result["alone_ms"] == pytest.approx(0.09)
@@ -95,8 +111,12 @@ def test_busy_and_alone_times_per_thread():
     assert result["alone_by_kind"] == pytest.approx({"while": 0.08, "copy_fusion": 0.05,
                                                      "dot": 0.0})
     assert result["alone_ms"] == pytest.approx(0.13)
-    assert "run alone (no other thread in an instruction) 0.1 ms: while 0.1, copy_fusion 0.1" in (
-        profiling.format_breakdown(result, wall_ms=0.2))
+    # The loop has no metadata; the copies come from two sources.
+    assert result["alone_by_source"] == pytest.approx(
+        {"?": 0.08, "transpose": 0.03, "add": 0.02, "dot_general": 0.0})
+    text = profiling.format_breakdown(result, wall_ms=0.2)
+    assert "run alone (no other thread in an instruction) 0.1 ms" in text
+    assert "  by kind: while 0.1, copy_fusion 0.1" in text
 
 
 def test_op_breakdown_errors():
