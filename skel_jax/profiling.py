@@ -89,6 +89,17 @@ def op_source(source: str) -> str:
     return "/".join(parts) or "?"
 
 
+def _by_thread(events: Iterable[Mapping[str, Any]]) -> dict[tuple, list[Mapping[str, Any]]]:
+    """Complete ("X") events per (pid, tid), outer events first when two start together."""
+    threads = collections.defaultdict(list)
+    for event in events:
+        if event.get("ph") == "X" and "dur" in event:
+            threads[(event.get("pid"), event.get("tid"))].append(event)
+    for thread_events in threads.values():
+        thread_events.sort(key=lambda e: (float(e["ts"]), -float(e["dur"])))
+    return threads
+
+
 def exclusive_times(events: Iterable[Mapping[str, Any]]) -> list[tuple[str, float]]:
     """Each complete ("X") trace event's duration minus its directly nested events', per thread.
 
@@ -99,14 +110,12 @@ def exclusive_times(events: Iterable[Mapping[str, Any]]) -> list[tuple[str, floa
     Returns:
       (name, exclusive microseconds) for every complete event, in start order per thread.
     """
-    threads = collections.defaultdict(list)
-    for event in events:
-        if event.get("ph") == "X" and "dur" in event:
-            threads[(event.get("pid"), event.get("tid"))].append(event)
+    return _exclusive(_by_thread(events))
+
+
+def _exclusive(threads: Mapping[tuple, list[Mapping[str, Any]]]) -> list[tuple[str, float]]:
     result = []
     for thread_events in threads.values():
-        # Outer events first when two start together: they are the longer ones.
-        thread_events.sort(key=lambda e: (float(e["ts"]), -float(e["dur"])))
         stack: list[list] = []  # [end, name, exclusive]
         for event in thread_events:
             start, duration = float(event["ts"]), float(event["dur"])
@@ -144,11 +153,12 @@ def op_breakdown(events: Iterable[Mapping[str, Any]], sources: Mapping[str, str]
     """
     if calls < 1:
         raise ValueError(f"calls must be positive, got {calls}")
-    events = list(events)
+    # Only instructions count, and only nested instructions are subtracted: the runtime's own
+    # events inside an instruction (thread-pool waits) are part of its time.
+    threads = _by_thread(e for e in events if e.get("name") in sources)
     per_op = collections.Counter()
-    for name, exclusive in exclusive_times(events):
-        if name in sources:
-            per_op[name] += exclusive / 1e3 / calls
+    for name, exclusive in _exclusive(threads):
+        per_op[name] += exclusive / 1e3 / calls
     if not per_op:
         raise ValueError("The trace holds no operation of the compiled step: was it traced?")
     by_kind, by_pass, by_source = (collections.Counter() for _ in range(3))
@@ -156,7 +166,7 @@ def op_breakdown(events: Iterable[Mapping[str, Any]], sources: Mapping[str, str]
         by_kind[op_kind(name)] += ms
         by_pass[op_pass(sources[name])] += ms
         by_source[op_source(sources[name])] += ms
-    busy, alone = _thread_overlap(events, sources)
+    busy, alone = _thread_overlap(threads)
     alone_by_kind, alone_by_source = collections.Counter(), collections.Counter()
     for name, us in alone.items():
         alone_by_kind[op_kind(name)] += us / 1e3 / calls
@@ -175,32 +185,31 @@ def op_breakdown(events: Iterable[Mapping[str, Any]], sources: Mapping[str, str]
     }
 
 
-def _thread_overlap(events: list[Mapping[str, Any]], sources: Mapping[str, str]
+def _thread_overlap(threads: Mapping[tuple, list[Mapping[str, Any]]]
                     ) -> tuple[list[float], collections.Counter]:
     """Each thread's time in instructions, and instruction time with no other thread in one.
 
     A thread outside any instruction may still be working: the trace does not name the parallel
     parts of another thread's instruction (library thread-pool tasks) after the instruction.
 
+    Args:
+      threads: ``_by_thread`` of the instructions' events.
+
     Returns:
       (busy microseconds per thread, {instruction: microseconds during which it was an
       outermost instruction and no other thread ran one}).
     """
-    threads = collections.defaultdict(list)
-    for event in events:
-        if event.get("ph") == "X" and event.get("name") in sources:
-            start = float(event["ts"])
-            threads[(event.get("pid"), event.get("tid"))].append(
-                (start, start + float(event["dur"]), event["name"]))
-    merged = {key: _merged(spans) for key, spans in threads.items()}
-    busy = [sum(stop - start for start, stop in spans) for spans in merged.values()]
+    spans = {key: [(float(e["ts"]), float(e["ts"]) + float(e["dur"]), e["name"])
+                   for e in thread_events] for key, thread_events in threads.items()}
+    merged = {key: _merged(thread_spans) for key, thread_spans in spans.items()}
+    busy = [sum(stop - start for start, stop in intervals) for intervals in merged.values()]
     alone = collections.Counter()
-    for key, spans in threads.items():
-        others = _merged([span for other, spans_ in merged.items() if other != key
-                          for span in spans_])
+    for key, thread_spans in spans.items():
+        others = _merged([interval for other, intervals in merged.items() if other != key
+                          for interval in intervals])
         starts = [start for start, _ in others]
         end = float("-inf")
-        for start, stop, name in sorted(spans, key=lambda span: (span[0], -span[1])):
+        for start, stop, name in thread_spans:  # Already outer-first (``_by_thread``).
             if start < end:  # Nested in an instruction already counted (a loop's body).
                 continue
             end = stop

@@ -97,6 +97,14 @@ def test_op_breakdown_hand_worked():
     assert "dot.3" in text and "backward" in text and "wall 0.1 ms" in text
 
 
+def test_runtime_events_inside_an_instruction_are_part_of_its_time():
+    events = [_event("while.2", 0, 100), _event("SlinkyThreadPool::Await", 20, 50),
+              _event("dot.3", 80, 10)]
+    result = profiling.op_breakdown(events, profiling.instruction_sources(HLO), calls=1)
+    # Only the nested instruction is subtracted from the loop: 100 - 10 us.
+    assert result["by_kind"] == pytest.approx({"while": 0.09, "dot": 0.01})
+
+
 def test_busy_and_alone_times_per_thread():
     events = [
         # Thread 1: a loop (with a nested body instruction), then a copy.
