@@ -67,8 +67,10 @@ def isc_loss(queries: dict[str, jax.Array], keys: dict[str, jax.Array],
     Returns:
       The loss and metrics for each term (query of a, positive and negatives of b):
       ``loss_<a>_<b>``, ``acc_<a>_<b>``, and the mean cosine of the query with its positive
-      (``pos_<a>_<b>``) and with the negatives (``neg_<a>_<b>``), which show collapse or a
-      queue that no longer resembles the keys.
+      (``pos_<a>_<b>``) and with the negatives (``neg_<a>_<b>``); and per representation the
+      mean cosine between two different queries of the batch (``batch_cos_<a>``). A collapsed
+      embedding has ``batch_cos`` near 1 even while its output drifts away from the older keys
+      in the queue, which keeps ``neg`` low and the accuracies high.
     """
     names = list(queries)
     if len(names) == 1:
@@ -88,8 +90,19 @@ def isc_loss(queries: dict[str, jax.Array], keys: dict[str, jax.Array],
         metrics[f"acc_{q_rep}_{k_rep}"] = accuracy
         metrics[f"pos_{q_rep}_{k_rep}"] = jnp.mean(logits[:, 0]) * temperature
         metrics[f"neg_{q_rep}_{k_rep}"] = jnp.mean(logits[:, 1:]) * temperature
+    for rep in names:
+        metrics[f"batch_cos_{rep}"] = mean_pairwise_cosine(queries[rep])
     metrics["loss"] = total
     return total, metrics
+
+
+def mean_pairwise_cosine(x: jax.Array) -> jax.Array:
+    """Mean of ``x_i . x_j`` over ordered pairs i != j of the (N, D) normalised rows; 0 if N = 1."""
+    n = x.shape[0]
+    total = jnp.sum(x, axis=0)
+    # sum_{i != j} x_i.x_j = |sum_i x_i|^2 - sum_i |x_i|^2: O(N D), no N x N matrix.
+    off_diagonal = jnp.sum(total * total) - jnp.sum(x * x)
+    return jax.lax.stop_gradient(off_diagonal / max(n * (n - 1), 1))
 
 
 def enqueue(queue: jax.Array, ptr: jax.Array, keys: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -82,6 +82,22 @@ def test_cosine_metrics_match_numpy():
     np.testing.assert_allclose(metrics["neg_seq_graph"], np.mean(q @ queue2.T), atol=1e-6)
     np.testing.assert_allclose(metrics["pos_graph_seq"], np.mean(np.sum(r * k, 1)), atol=1e-6)
     np.testing.assert_allclose(metrics["neg_graph_seq"], np.mean(r @ queue1.T), atol=1e-6)
+    for rep, x in (("seq", q), ("graph", r)):
+        x64 = x.astype(np.float64)
+        gram = x64 @ x64.T
+        want = (gram.sum() - np.trace(gram)) / (5 * 4)
+        np.testing.assert_allclose(metrics[f"batch_cos_{rep}"], want, atol=1e-6)
+
+
+def test_mean_pairwise_cosine_hand_worked_cases():
+    eye = jnp.eye(4, 6)
+    assert float(contrastive.mean_pairwise_cosine(eye)) == 0.0  # orthonormal rows
+    same = jnp.tile(jnp.array([[0.6, 0.8]]), (3, 1))
+    np.testing.assert_allclose(contrastive.mean_pairwise_cosine(same), 1.0, rtol=1e-6)
+    # Rows e1, e1, -e1: pairs (1,2) +1, (1,3) -1, (2,3) -1, each twice: (2 - 4) / 6.
+    mixed = jnp.array([[1.0, 0.0], [1.0, 0.0], [-1.0, 0.0]])
+    np.testing.assert_allclose(contrastive.mean_pairwise_cosine(mixed), -1.0 / 3.0, rtol=1e-6)
+    assert float(contrastive.mean_pairwise_cosine(jnp.array([[1.0, 0.0]]))) == 0.0
 
 
 def test_a_collapsed_model_scores_zero_accuracy():

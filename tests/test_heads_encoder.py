@@ -71,6 +71,58 @@ def test_mlp_head_uses_torch_init_per_layer():
         assert np.abs(kernel).max() > 0.95 / np.sqrt(fan_in)
 
 
+def _head_layer_stats(output_init, in_features=256, hidden=256, out=128, seed=11):
+    head = MLPHead(in_features, hidden_features=hidden, out_features=out, rngs=nnx.Rngs(seed),
+                   output_init=output_init)
+    return (np.asarray(head.hidden.kernel[...]), np.asarray(head.output.kernel[...]),
+            np.asarray(head.output.bias[...]))
+
+
+def test_mlp_head_agcn_output_init():
+    hidden_kernel, kernel, bias = _head_layer_stats("agcn")
+    # AGCN's fc: N(0, 2 / num_class) with num_class = 128, i.e. std 0.125 whatever the fan-in;
+    # 32768 draws put the sample std within 2% with overwhelming odds.
+    assert abs(kernel.std() - 0.125) < 0.0025
+    assert abs(kernel.mean()) < 0.0025
+    # The bias keeps PyTorch's default U(-1/sqrt(256), 1/sqrt(256)).
+    assert 0.95 / 16 < np.abs(bias).max() <= 1 / 16
+    # The hidden layer is always PyTorch's default.
+    assert 0.95 / 16 < np.abs(hidden_kernel).max() <= 1 / 16
+
+
+def test_mlp_head_xavier_output_inits():
+    bound = np.sqrt(6.0 / (300 + 128))  # xavier-uniform with fan-in 300, fan-out 128
+    for output_init, zero_bias in (("xavier", False), ("xavier_zero_bias", True)):
+        _, kernel, bias = _head_layer_stats(output_init, hidden=300)
+        assert 0.98 * bound < np.abs(kernel).max() <= bound
+        if zero_bias:  # HCN's weights_init
+            np.testing.assert_array_equal(bias, 0.0)
+        else:  # BiGRU's weights_init_gru leaves 1-D parameters at PyTorch's default
+            assert 0.9 / np.sqrt(300) < np.abs(bias).max() <= 1 / np.sqrt(300)
+
+
+def test_mlp_head_unknown_output_init_raises():
+    with pytest.raises(ValueError, match=r"Unknown MLPHead output_init 'zeros'.*'agcn'"):
+        MLPHead(4, rngs=nnx.Rngs(0), output_init="zeros")
+
+
+@pytest.mark.parametrize("representation, kwargs", [
+    ("seq", TINY_SEQ), ("image", TINY_IMAGE), ("graph", dict(channels=(8, 8, 16), strides=(1, 2, 1)))])
+def test_build_encoder_initialises_the_output_layer_like_the_original(representation, kwargs):
+    if representation == "graph":
+        pytest.importorskip("skel_jax.models.agcn")
+    encoder = build_encoder(representation, head="mlp", rngs=nnx.Rngs(12), **kwargs)
+    kernel = np.asarray(encoder.head.output.kernel[...])
+    bias = np.asarray(encoder.head.output.bias[...])
+    fan_in = kernel.shape[0]
+    if representation == "graph":
+        assert abs(kernel.std() - 0.125) < 0.01
+    else:
+        bound = np.sqrt(6.0 / (fan_in + 128))  # xavier-uniform, not PyTorch's 1/sqrt(fan_in)
+        assert 0.95 * bound < np.abs(kernel).max() <= bound
+    assert (np.abs(bias).max() == 0.0) == (representation == "image")
+
+
 def test_linear_head_normal_init_and_forward():
     head = LinearHead(256, 64, rngs=nnx.Rngs(6))
     kernel = np.asarray(head.linear.kernel[...])

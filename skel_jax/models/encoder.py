@@ -12,6 +12,9 @@ from skel_jax.models.heads import LinearHead, MLPHead
 
 REPRESENTATIONS = ("seq", "graph", "image")
 HEADS = ("mlp", "linear", None)
+# The projection head's output layer is initialised as each original backbone initialises the
+# fc it replaces (see heads.MLP_OUTPUT_INITS).
+PRETRAIN_OUTPUT_INIT = {"seq": "xavier", "graph": "agcn", "image": "xavier_zero_bias"}
 
 
 def count_params(module: nnx.Module) -> int:
@@ -105,7 +108,8 @@ def build_encoder(
     )
     kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype)
     if head == "mlp":
-        head_module = MLPHead(backbone.feature_dim, **kw)
+        head_module = MLPHead(backbone.feature_dim, output_init=PRETRAIN_OUTPUT_INIT[representation],
+                              **kw)
     elif head == "linear":
         head_module = LinearHead(backbone.feature_dim, num_classes, **kw)
     else:

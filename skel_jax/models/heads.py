@@ -7,6 +7,14 @@ import jax.numpy as jnp
 from flax import nnx
 
 LINEAR_HEAD_INITS = ("normal", "torch")
+# How the original initialises the projection head's output layer. With ``mlp=True`` it keeps
+# the backbone's own ``fc`` (built with num_class = 128) as that layer and only the new hidden
+# layer gets PyTorch's default, so the output layer follows each backbone's init:
+#   "torch": PyTorch's default (no backbone re-initialises its fc);
+#   "xavier": BiGRU (``weights_init_gru`` re-draws every 2-D weight, biases keep the default);
+#   "xavier_zero_bias": HCN (``weights_init``: xavier-uniform weight, bias 0);
+#   "agcn": AGCN (weight ~ N(0, 2 / num_class), bias keeps the default).
+MLP_OUTPUT_INITS = ("torch", "xavier", "xavier_zero_bias", "agcn")
 
 
 def _symmetric_uniform(bound: float) -> jax.nn.initializers.Initializer:
@@ -14,6 +22,19 @@ def _symmetric_uniform(bound: float) -> jax.nn.initializers.Initializer:
         return jax.random.uniform(key, shape, dtype, minval=-bound, maxval=bound)
 
     return init
+
+
+def _output_linear(hidden_features, out_features, init, **kw) -> nnx.Linear:
+    torch_bound = _symmetric_uniform(1.0 / math.sqrt(hidden_features))
+    if init == "torch":
+        kernel_init = torch_bound
+    elif init == "agcn":
+        kernel_init = jax.nn.initializers.normal(stddev=math.sqrt(2.0 / out_features))
+    else:
+        kernel_init = jax.nn.initializers.xavier_uniform()
+    bias_init = jax.nn.initializers.zeros if init == "xavier_zero_bias" else torch_bound
+    return nnx.Linear(hidden_features, out_features, kernel_init=kernel_init,
+                      bias_init=bias_init, **kw)
 
 
 def torch_linear(
@@ -66,6 +87,11 @@ class MLPHead(nnx.Module):
         rngs: parameter keys.
         dtype: compute dtype.
         param_dtype: parameter dtype.
+        output_init: one of ``MLP_OUTPUT_INITS``, the output layer's initialisation (the
+            hidden layer always gets PyTorch's default, as in the original).
+
+    Raises:
+        ValueError: unknown ``output_init``.
     """
 
     def __init__(
@@ -77,11 +103,15 @@ class MLPHead(nnx.Module):
         rngs: nnx.Rngs,
         dtype: jnp.dtype = jnp.float32,
         param_dtype: jnp.dtype = jnp.float32,
+        output_init: str = "torch",
     ):
+        if output_init not in MLP_OUTPUT_INITS:
+            raise ValueError(f"Unknown MLPHead output_init {output_init!r}; valid choices are "
+                             f"{MLP_OUTPUT_INITS}.")
         hidden_features = in_features if hidden_features is None else hidden_features
         kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype)
         self.hidden = torch_linear(in_features, hidden_features, **kw)
-        self.output = torch_linear(hidden_features, out_features, **kw)
+        self.output = _output_linear(hidden_features, out_features, output_init, **kw)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """Maps (N, in_features) to (N, out_features)."""
