@@ -107,7 +107,10 @@ def test_mlp_head_unknown_output_init_raises():
 
 
 @pytest.mark.parametrize("representation, kwargs", [
-    ("seq", TINY_SEQ), ("image", TINY_IMAGE), ("graph", dict(channels=(8, 8, 16), strides=(1, 2, 1)))])
+    ("seq", TINY_SEQ),
+    ("image", TINY_IMAGE),
+    ("graph", dict(channels=(8, 8, 16), strides=(1, 2, 1))),
+])
 def test_build_encoder_initialises_the_output_layer_like_the_original(representation, kwargs):
     if representation == "graph":
         pytest.importorskip("skel_jax.models.agcn")

@@ -108,8 +108,8 @@ def build_encoder(
     )
     kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype)
     if head == "mlp":
-        head_module = MLPHead(backbone.feature_dim, output_init=PRETRAIN_OUTPUT_INIT[representation],
-                              **kw)
+        head_module = MLPHead(backbone.feature_dim,
+                              output_init=PRETRAIN_OUTPUT_INIT[representation], **kw)
     elif head == "linear":
         head_module = LinearHead(backbone.feature_dim, num_classes, **kw)
     else:
