@@ -288,27 +288,27 @@ def measure_train(config, *, steps: int, input_kind: str, workdir: str,
     matmul_flops = perf.matmul_flops(step_fn, state, device_batch,
                                      platform=mesh.devices.flat[0].platform)
 
+    def run_step():
+        nonlocal state
+        state, _ = jax.block_until_ready(compiled(state, next_batch()))
+
     seconds = []
     for step in range(steps + 1):
         start = time.perf_counter()
-        state, _ = jax.block_until_ready(compiled(state, next_batch()))
+        run_step()
         if step:  # Step 0 is the warm-up.
             seconds.append(time.perf_counter() - start)
     timing = perf.summarize_seconds(seconds)
-    profile = {}
+    profile = None
     if profile_dir:
-        def call():
-            nonlocal state
-            state, _ = jax.block_until_ready(compiled(state, next_batch()))
-
-        profiling.trace_calls(call, steps, profile_dir)
-        profile["profile"] = profiling.op_breakdown(
+        profiling.trace_calls(run_step, steps, profile_dir)
+        profile = profiling.op_breakdown(
             profiling.load_trace_events(profile_dir),
             profiling.instruction_sources(compiled.as_text()), calls=steps)
     peaks = measure_peaks()
     peak = peaks[f"peak_flops_{config.model.compute_dtype}"]
     step_s = timing["ms"] / 1e3
-    return {
+    result = {
         "samples_per_s": batch_size / step_s,
         "step_ms": timing["ms"], "step_ms_mean": timing["ms_mean"],
         "step_ms_min": timing["ms_min"], "compile_s": compile_s,
@@ -323,8 +323,10 @@ def measure_train(config, *, steps: int, input_kind: str, workdir: str,
         "representations": config.representations,
         "compute_dtype": config.model.compute_dtype,
         "devices": mesh.size, "platform": jax.devices()[0].platform,
-        **profile,
     }
+    if profile is not None:
+        result["profile"] = profile
+    return result
 
 
 def measure_augment(*, batch_size: int, max_frames: int, clip_frames: int, steps: int) -> dict:

@@ -102,7 +102,7 @@ def mean_pairwise_cosine(x: jax.Array) -> jax.Array:
     total = jnp.sum(x, axis=0)
     # sum_{i != j} x_i.x_j = |sum_i x_i|^2 - sum_i |x_i|^2: O(N D), no N x N matrix.
     off_diagonal = jnp.sum(total * total) - jnp.sum(x * x)
-    return jax.lax.stop_gradient(off_diagonal / max(n * (n - 1), 1))
+    return off_diagonal / max(n * (n - 1), 1)
 
 
 def enqueue(queue: jax.Array, ptr: jax.Array, keys: jax.Array) -> tuple[jax.Array, jax.Array]:

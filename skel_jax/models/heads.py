@@ -25,14 +25,16 @@ def _symmetric_uniform(bound: float) -> jax.nn.initializers.Initializer:
 
 
 def _output_linear(hidden_features, out_features, init, **kw) -> nnx.Linear:
-    torch_bound = _symmetric_uniform(1.0 / math.sqrt(hidden_features))
     if init == "torch":
-        kernel_init = torch_bound
-    elif init == "agcn":
+        return torch_linear(hidden_features, out_features, **kw)
+    if init == "agcn":
         kernel_init = jax.nn.initializers.normal(stddev=math.sqrt(2.0 / out_features))
     else:
         kernel_init = jax.nn.initializers.xavier_uniform()
-    bias_init = jax.nn.initializers.zeros if init == "xavier_zero_bias" else torch_bound
+    if init == "xavier_zero_bias":
+        bias_init = jax.nn.initializers.zeros
+    else:  # PyTorch's default bias, as torch_linear draws it.
+        bias_init = _symmetric_uniform(1.0 / math.sqrt(hidden_features))
     return nnx.Linear(hidden_features, out_features, kernel_init=kernel_init,
                       bias_init=bias_init, **kw)
 
