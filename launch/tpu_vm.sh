@@ -145,13 +145,18 @@ wait_until_active() {
 install_project() {
     local archive_dir
     archive_dir="$(mktemp -d)"
-    # Tracked and untracked files, less what .gitignore excludes (virtual envs, build output).
+    # Tracked and untracked files, less what .gitignore excludes (build output) and less any
+    # virtual environment in the checkout, whatever its name (a directory with pyvenv.cfg).
+    local -a list=(git -C "$repo" ls-files -z --cached --others --exclude-standard)
+    local venv_config
+    while IFS= read -r -d '' venv_config; do
+        list+=("--exclude=/$(dirname "${venv_config#"$repo"/}")/")
+    done < <(find "$repo" -name .git -prune -o -name pyvenv.cfg -print0)
     if ((dry_run)); then
-        echo "$(quote_words git -C "$repo" ls-files -z --cached --others --exclude-standard) |" \
+        echo "$(quote_words "${list[@]}") |" \
             "$(quote_words tar -C "$repo" --null -T - -czf "$archive_dir/skel_jax.tar.gz")"
     else
-        git -C "$repo" ls-files -z --cached --others --exclude-standard |
-            tar -C "$repo" --null -T - -czf "$archive_dir/skel_jax.tar.gz"
+        "${list[@]}" | tar -C "$repo" --null -T - -czf "$archive_dir/skel_jax.tar.gz"
     fi
     run gcloud compute tpus tpu-vm scp "$archive_dir/skel_jax.tar.gz" \
         "$TPU_NAME:skel_jax.tar.gz" "${gcloud_flags[@]}" --worker=all

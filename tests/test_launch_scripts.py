@@ -136,6 +136,25 @@ def test_tpu_run_creates_installs_pulls_trains_pushes_and_deletes(fake):
     assert not any(name.startswith(".git/") for name in names)
 
 
+def test_tpu_archive_leaves_virtual_environments_behind(fake):
+    # A venv in the checkout under a name .gitignore does not know (pip installs there are GBs).
+    venv = os.path.join(REPO, "_launch_test_env")
+    os.makedirs(os.path.join(venv, "lib"))
+    try:
+        with open(os.path.join(venv, "pyvenv.cfg"), "w") as f:
+            f.write("home = /usr/bin\n")
+        with open(os.path.join(venv, "lib", "big.py"), "w") as f:
+            f.write("x = 1\n")
+        _run(TPU_SCRIPT, ["run", "--config=configs/demo.py"], fake, BUCKET="gs://bucket/runs",
+             **TPU)
+    finally:
+        shutil.rmtree(venv)
+    with tarfile.open(fake.archive) as archive:
+        names = set(archive.getnames())
+    assert "skel_jax/train.py" in names
+    assert not any(name.startswith("_launch_test_env") for name in names)
+
+
 def test_tpu_queued_spot_resources_in_a_project(fake):
     settings = dict(TPU, QUEUED="1", SPOT="1", PROJECT="my-project", ACCELERATOR_TYPE="v4-32",
                     RUNTIME_VERSION="tpu-ubuntu2204-base")
