@@ -207,7 +207,7 @@ def test_corrupted_step(run_copy, item, file):
 def test_dataset_not_built(run, tmp_path):
     config = _config()
     config.data_dir = str(tmp_path)
-    with pytest.raises(FileNotFoundError, match="has not been built in data_dir="):
+    with pytest.raises(FileNotFoundError, match=f"has not been built in {tmp_path}"):
         evaluation.evaluate(run, "knn", "graph", config=config)
 
 

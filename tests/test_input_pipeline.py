@@ -317,8 +317,9 @@ def test_load_source_explains_an_unknown_dataset(tmp_path):
     with pytest.raises(ValueError) as error:
         ip.load_source("no_such_dataset/xsub", "train", str(tmp_path))
     message = str(error.value)
-    assert "'no_such_dataset/xsub'" in message and f"data_dir={tmp_path}" in message
-    assert "python -m skel_jax.prepare --dataset=no_such_dataset/xsub" in message
+    assert "'no_such_dataset/xsub'" in message and f"{tmp_path} holds no build" in message
+    assert ("python -m skel_jax.prepare --dataset=no_such_dataset/xsub --manual_dir=<raw "
+            f"download> --data_dir={tmp_path}") in message
 
 
 @pytest.mark.usefixtures("no_project_builders")
@@ -326,9 +327,24 @@ def test_load_source_explains_how_to_build_a_missing_dataset(tmp_path):
     with pytest.raises(FileNotFoundError) as error:
         ip.load_source("input_pipeline_test_skeletons", "train", str(tmp_path))
     message = str(error.value)
-    assert "'input_pipeline_test_skeletons' (version 1.0.0) has not been built" in message
-    assert f"data_dir={tmp_path}" in message
-    assert "python -m skel_jax.prepare --dataset=input_pipeline_test_skeletons" in message
+    assert ("'input_pipeline_test_skeletons' (version 1.0.0) has not been built in "
+            f"{tmp_path}.") in message
+    assert ("python -m skel_jax.prepare --dataset=input_pipeline_test_skeletons --manual_dir=<raw "
+            f"download> --data_dir={tmp_path}.") in message
+    assert "--config.data.data_dir" not in message
+
+
+@pytest.mark.usefixtures("no_project_builders")
+def test_load_source_without_data_dir_names_the_tfds_default(tmp_path, monkeypatch):
+    # TFDS reads its default directory when data_dir is None; the message must name it.
+    monkeypatch.setattr(tfds.core.constants, "DATA_DIR", str(tmp_path))
+    with pytest.raises(FileNotFoundError) as error:
+        ip.load_source("input_pipeline_test_skeletons", "train", None)
+    message = str(error.value)
+    assert "None" not in message
+    assert f"has not been built in {tmp_path}." in message
+    assert f"--data_dir={tmp_path}." in message
+    assert "--config.data.data_dir=DIR" in message
 
 
 @pytest.mark.usefixtures("no_project_builders")

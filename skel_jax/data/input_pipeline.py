@@ -40,13 +40,13 @@ _Example = Mapping[str, Any]
 _Row = tuple[int, _Example | None]
 
 
-def load_source(name: str, split: str, data_dir: str) -> Sequence[dict[str, Any]]:
+def load_source(name: str, split: str, data_dir: str | None) -> Sequence[dict[str, Any]]:
     """Opens a built dataset as a random-access TFDS data source (ArrayRecord, no TensorFlow).
 
     Args:
       name: builder and config, e.g. ``ntu_rgbd/ntu60_xsub``.
       split: TFDS split, e.g. ``train`` or ``test`` (slicing syntax allowed).
-      data_dir: the TFDS data directory the dataset was built into.
+      data_dir: the TFDS data directory the dataset was built into; None for TFDS's default.
 
     Returns:
       A sequence of decoded examples (dicts of NumPy values and Python scalars).
@@ -57,20 +57,25 @@ def load_source(name: str, split: str, data_dir: str) -> Sequence[dict[str, Any]
     """
     import tfds_builders  # noqa: F401  (registers our builders with TFDS)
 
+    # With no data_dir TFDS reads its default ($TFDS_DATA_DIR or ~/tensorflow_datasets); the
+    # messages name that directory, not "None".
+    searched = data_dir or tfds.core.constants.DATA_DIR
     build_command = (f"python -m skel_jax.prepare --dataset={name} "
-                     f"--manual_dir=<raw download> --data_dir={data_dir}")
+                     f"--manual_dir=<raw download> --data_dir={searched}")
+    elsewhere = ("" if data_dir else
+                 " If it was built elsewhere, pass that directory (--config.data.data_dir=DIR).")
     try:
         builder = tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError as e:
         # TFDS's own message lists every dataset it knows; ours says what to do.
         raise ValueError(
-            f"No TFDS builder is registered for dataset {name!r}, and data_dir={data_dir} holds "
-            f"no build of it. Check the name (builders live in tfds_builders/, e.g. "
+            f"No TFDS builder is registered for dataset {name!r}, and {searched} holds no build "
+            f"of it. Check the name (builders live in tfds_builders/, e.g. "
             f"ntu_rgbd/ntu60_xsub), then build it with: {build_command}") from e
     if not builder.is_prepared():
         raise FileNotFoundError(
-            f"Dataset {name!r} (version {builder.version}) has not been built in "
-            f"data_dir={data_dir}. Build it with: {build_command}")
+            f"Dataset {name!r} (version {builder.version}) has not been built in {searched}. "
+            f"Build it with: {build_command}.{elsewhere}")
     return builder.as_data_source(split=split)
 
 
