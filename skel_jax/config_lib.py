@@ -12,6 +12,13 @@ SCHEDULES = ("step", "cosine")
 COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
+class ConfigError(ValueError):
+    """A config that cannot run; the message names the setting to change.
+
+    The command-line programs print it without a traceback.
+    """
+
+
 def parse_arg(arg: str | None, *, positional: tuple[str, ...] = (), **defaults) -> dict:
     """Parses a config argument such as ``"xsub,runlocal"`` or ``"xsub,batch=32"``.
 
@@ -124,13 +131,13 @@ def representation_names(representations: str) -> tuple[str, ...]:
     """``"seq-graph"`` -> ``("seq", "graph")``; ``"graph"`` -> ``("graph",)``.
 
     Raises:
-      ValueError: for anything but the pairs and single representations ISC defines.
+      ConfigError: for anything but the pairs and single representations ISC defines.
     """
     if representations in PAIRS:
         return tuple(representations.split("-"))
     if representations in SINGLES:
         return (representations,)
-    raise ValueError(
+    raise ConfigError(
         f"Unknown representations {representations!r}: use an inter-skeleton pair {PAIRS} or a "
         f"single representation {SINGLES} for intra-skeleton training.")
 
@@ -139,36 +146,36 @@ def validate(c: ml_collections.ConfigDict) -> None:
     """Checks combinations that would fail later, before any work starts.
 
     Raises:
-      ValueError: with a message naming the offending settings.
+      ConfigError: with a message naming the offending settings.
     """
     names = representation_names(c.representations)
     if c.global_batch_size <= 0:
-        raise ValueError(f"global_batch_size must be positive; got {c.global_batch_size}.")
+        raise ConfigError(f"global_batch_size must be positive; got {c.global_batch_size}.")
     if c.contrastive.queue_size <= 0 or c.contrastive.queue_size % c.global_batch_size:
-        raise ValueError(
+        raise ConfigError(
             f"contrastive.queue_size ({c.contrastive.queue_size}) must be a positive multiple of "
             f"global_batch_size ({c.global_batch_size}), so that whole batches enter the queue.")
     if "image" in names and c.data.clip_frames != 64:
-        raise ValueError(
+        raise ConfigError(
             f"The image representation (HCN) needs data.clip_frames == 64; got "
             f"{c.data.clip_frames}.")
     if c.data.clip_frames > c.data.max_frames:
-        raise ValueError(f"data.clip_frames ({c.data.clip_frames}) exceeds data.max_frames "
+        raise ConfigError(f"data.clip_frames ({c.data.clip_frames}) exceeds data.max_frames "
                          f"({c.data.max_frames}).")
     if c.optimizer.schedule not in SCHEDULES:
-        raise ValueError(f"optimizer.schedule must be one of {SCHEDULES}; got "
+        raise ConfigError(f"optimizer.schedule must be one of {SCHEDULES}; got "
                          f"{c.optimizer.schedule!r}.")
     if c.model.compute_dtype not in COMPUTE_DTYPES:
-        raise ValueError(f"model.compute_dtype must be one of {COMPUTE_DTYPES}; got "
+        raise ConfigError(f"model.compute_dtype must be one of {COMPUTE_DTYPES}; got "
                          f"{c.model.compute_dtype!r}.")
     if c.intra_weight and len(names) == 1:
-        raise ValueError("intra_weight adds intra-skeleton terms to an inter-skeleton pair; with "
+        raise ConfigError("intra_weight adds intra-skeleton terms to an inter-skeleton pair; with "
                          f"the single representation {c.representations!r} the loss is already "
                          "intra-skeleton.")
     if not 0.0 <= c.contrastive.momentum < 1.0:
-        raise ValueError(f"contrastive.momentum must be in [0, 1); got {c.contrastive.momentum}.")
+        raise ConfigError(f"contrastive.momentum must be in [0, 1); got {c.contrastive.momentum}.")
     if c.contrastive.temperature <= 0:
-        raise ValueError(f"contrastive.temperature must be positive; got "
+        raise ConfigError(f"contrastive.temperature must be positive; got "
                          f"{c.contrastive.temperature}.")
     if c.total_steps <= 0 and c.num_epochs <= 0:
-        raise ValueError("Set num_epochs or total_steps to a positive number.")
+        raise ConfigError("Set num_epochs or total_steps to a positive number.")

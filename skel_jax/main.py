@@ -7,11 +7,15 @@ Any config field can be overridden, e.g. ``--config.global_batch_size=128``; the
 locked, so a misspelt field is an error. Rerunning with the same workdir resumes.
 """
 
+import sys
+
 from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from skel_jax import checkpointing
 from skel_jax import cli
+from skel_jax import config_lib
 from skel_jax import distributed
 from skel_jax import train
 
@@ -29,7 +33,12 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     cli.quiet_library_info_logs()
     distributed.initialize_from_flags()
-    train.train(_CONFIG.value, _WORKDIR.value)
+    try:
+        train.train(_CONFIG.value, _WORKDIR.value)
+    # Errors whose message says what to do are shown as such; anything else keeps its traceback.
+    except (config_lib.ConfigError, FileNotFoundError, checkpointing.CheckpointReadError,
+            train.NonFiniteLossError) as error:
+        sys.exit(f"main: {error}")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from skel_jax import config_lib
+
 DATA = "data"
 
 
@@ -42,13 +44,19 @@ def with_shardings(abstract_state, shardings):
 
 
 def check_divisible(global_batch_size: int, mesh: Mesh) -> None:
-    """The global batch must split evenly over the devices and the processes."""
+    """The global batch must split evenly over the devices and the processes.
+
+    Raises:
+      config_lib.ConfigError: it does not.
+    """
     if global_batch_size % mesh.size:
-        raise ValueError(f"global_batch_size ({global_batch_size}) must be a multiple of the "
-                         f"number of devices ({mesh.size}).")
+        raise config_lib.ConfigError(
+            f"global_batch_size ({global_batch_size}) must be a multiple of the "
+            f"number of devices ({mesh.size}).")
     if global_batch_size % jax.process_count():
-        raise ValueError(f"global_batch_size ({global_batch_size}) must be a multiple of the "
-                         f"number of processes ({jax.process_count()}).")
+        raise config_lib.ConfigError(
+            f"global_batch_size ({global_batch_size}) must be a multiple of the "
+            f"number of processes ({jax.process_count()}).")
 
 
 def put_batch(local_batch: dict, mesh: Mesh) -> dict:

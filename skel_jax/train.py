@@ -120,8 +120,10 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     source = input_pipeline.load_source(config.data.dataset, config.data.train_split, data_dir)
     steps_per_epoch = len(source) // config.global_batch_size
     if steps_per_epoch == 0:
-        raise ValueError(f"The training split of {config.data.dataset} has {len(source)} "
-                         f"examples, fewer than one global batch ({config.global_batch_size}).")
+        raise config_lib.ConfigError(
+            f"The training split of {config.data.dataset} has {len(source)} "
+            f"examples, fewer than one global batch ({config.global_batch_size}); lower "
+            "global_batch_size.")
     num_steps = optim.total_steps(config, steps_per_epoch)
     checkpoint_every = config.checkpoint_every_steps or (
         config.checkpoint_every_epochs * steps_per_epoch)

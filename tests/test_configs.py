@@ -1,6 +1,7 @@
 """Every config builds and validates; every invalid combination fails with a clear message."""
 
 import importlib.util
+import os
 import pathlib
 import subprocess
 import sys
@@ -107,3 +108,44 @@ def test_main_rejects_a_misspelt_override_naming_it(tmp_path):
     assert result.returncode != 0
     assert "global_bach_size" in result.stderr
     assert not any(tmp_path.iterdir())  # Nothing was started.
+
+
+def _main(tmp_path, *flags):
+    return subprocess.run(
+        [sys.executable, "-m", "skel_jax.main", f"--workdir={tmp_path / 'run'}", *flags],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "TFDS_DATA_DIR": str(tmp_path / "tfds")})
+
+
+def test_main_states_an_invalid_combination_without_a_traceback(tmp_path):
+    result = _main(tmp_path, f"--config={CONFIG_DIR / 'demo.py'}",
+                   "--config.contrastive.queue_size=100")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "main: contrastive.queue_size (100) must be a positive multiple of global_batch_size "
+        "(32), so that whole batches enter the queue.")
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()  # Rejected before any work.
+
+
+def test_main_says_how_to_build_a_missing_dataset(tmp_path):
+    result = _main(tmp_path, f"--config={CONFIG_DIR / 'ntu120.py'}:xsub,runlocal")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"main: Dataset 'ntu_rgbd/ntu120_xsub' (version 1.0.0) has not been "
+                           f"built in {tmp_path / 'tfds'}. Build it with: python -m "
+                           "skel_jax.prepare --dataset=ntu_rgbd/ntu120_xsub")
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(representations="seq-seq"), "Unknown representations 'seq-seq'"),
+    (dict(global_batch_size=0), "global_batch_size must be positive"),
+])
+def test_validation_errors_are_config_errors(change, message):
+    # main prints ConfigError without a traceback; validate must raise that type.
+    config = _load("demo")(None)
+    for key, value in change.items():
+        setattr(config, key, value)
+    with pytest.raises(config_lib.ConfigError, match=message):
+        config_lib.validate(config)

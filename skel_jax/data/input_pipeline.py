@@ -32,6 +32,8 @@ import jax
 import numpy as np
 import tensorflow_datasets as tfds
 
+from skel_jax import config_lib
+
 # Persons, joints and coordinates of one frame, as the TFDS builders store them.
 FRAME_SHAPE = (2, 25, 3)
 
@@ -52,7 +54,7 @@ def load_source(name: str, split: str, data_dir: str | None) -> Sequence[dict[st
       A sequence of decoded examples (dicts of NumPy values and Python scalars).
 
     Raises:
-      ValueError: ``name`` names no registered builder.
+      config_lib.ConfigError: ``name`` names no registered builder.
       FileNotFoundError: the dataset has not been built in ``data_dir``.
     """
     import tfds_builders  # noqa: F401  (registers our builders with TFDS)
@@ -68,7 +70,7 @@ def load_source(name: str, split: str, data_dir: str | None) -> Sequence[dict[st
         builder = tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError as e:
         # TFDS's own message lists every dataset it knows; ours says what to do.
-        raise ValueError(
+        raise config_lib.ConfigError(
             f"No TFDS builder is registered for dataset {name!r}, and {searched} holds no build "
             f"of it. Check the name (builders live in tfds_builders/, e.g. "
             f"ntu_rgbd/ntu60_xsub), then build it with: {build_command}") from e
