@@ -24,3 +24,13 @@ def test_results_table():
         "linear    graph          100.0%         5.2%",
     ]
     assert len({len(line) for line in table.splitlines()}) == 1  # Right-aligned columns.
+
+
+def test_shortfall_note_names_the_rows_behind_random_init():
+    rows = [dict(protocol="knn", encoder="seq", pretrained=0.5, random_init=0.4),
+            dict(protocol="knn", encoder="graph", pretrained=0.4, random_init=0.6),
+            dict(protocol="linear", encoder="graph", pretrained=0.3, random_init=0.3)]
+    note = demo.shortfall_note(rows)
+    assert note.startswith("Pretrained does not beat random init for: knn graph, linear graph.")
+    assert "README.md (Status)" in note
+    assert demo.shortfall_note(rows[:1]) is None
