@@ -9,6 +9,7 @@ import pytest
 from skel_jax.data import kinematics as kin
 from skel_jax.data import ntu_meta
 from skel_jax.data import ntu_skeleton
+from skel_jax.data import pku_meta
 from skel_jax.data import synthetic
 from skel_jax.models import graph
 
@@ -200,7 +201,7 @@ def test_action_poses_do_what_the_names_say(clean_clips):
     assert distance(world("clapping"), kin.HAND_R, kin.HAND_L).min() < 0.15
     cheer = world("cheer up")
     assert np.all((cheer[:, 0, [kin.HAND_L, kin.HAND_R], 1] > cheer[:, 0, [kin.HEAD], 1]).any(0))
-    sit, stand = world("sitting down"), world("standing up")
+    sit, stand = world("sitting down"), world("standing up (from sitting position)")
     assert sit[-1, 0, kin.SPINE_BASE, 1] < sit[0, 0, kin.SPINE_BASE, 1] - 0.2
     assert stand[0, 0, kin.SPINE_BASE, 1] < stand[-1, 0, kin.SPINE_BASE, 1] - 0.2
     assert world("jump up")[:, 0, list(kin.FEET), 1].min(-1).max() > 0.1
@@ -208,6 +209,27 @@ def test_action_poses_do_what_the_names_say(clean_clips):
     assert world("pickup")[:, 0, kin.HAND_R, 1].min() < 0.5
     shake = world("handshaking")
     assert np.linalg.norm(shake[:, 0, kin.HAND_R] - shake[:, 1, kin.HAND_R], axis=-1).min() < 0.25
+    salute = world("salute")  # The hand comes up beside the head and the elbow out to the side.
+    assert distance(salute, kin.HAND_R, kin.HEAD).min() < 0.25
+    elbow_out = np.abs(salute[:, 0, kin.ELBOW_R, 0] - salute[:, 0, kin.SPINE_SHOULDER, 0])
+    assert elbow_out.max() > 0.3
+    point = world("pointing to something with finger")  # The arm is raised, nearly straight.
+    hand_height = point[:, 0, kin.HAND_R, 1] - point[:, 0, kin.SHOULDER_R, 1]
+    highest = hand_height.argmax()
+    assert hand_height[highest] > hand_height[0] + 0.35
+    assert distance(point, kin.HAND_R, kin.SHOULDER_R)[highest] > 0.45
+
+
+def test_actions_are_written_under_the_classes_that_name_them():
+    assert len(synthetic.NTU_LABELS) == len(set(synthetic.NTU_LABELS)) == synthetic.NUM_ACTIONS
+    assert len(synthetic.PKU_LABELS) == len(set(synthetic.PKU_LABELS)) == synthetic.NUM_ACTIONS
+    for name, ntu, pku in zip(synthetic.ACTION_NAMES, synthetic.NTU_LABELS,
+                              synthetic.PKU_LABELS):
+        assert 1 <= ntu <= ntu_meta.NTU60_NUM_CLASSES  # NTU-60 builds hold every action.
+        assert ntu_meta.ACTION_NAMES[ntu - 1] == name
+        # PKU-MMD names two of them more briefly.
+        short = {"nod head/bow": "bow", "standing up (from sitting position)": "standing up"}
+        assert pku_meta.ACTION_NAMES[pku - 1] == short.get(name, name)
 
 
 def test_camera_space_matches_kinect(ntu_parsed):
@@ -271,7 +293,7 @@ def test_names_are_unique_balanced_and_cover_both_benchmarks(ntu_files):
     for num_classes in (synthetic.NUM_ACTIONS, 4):
         ids = synthetic.ntu_sample_ids(synthetic.max_ntu_clips(num_classes), num_classes)
         assert len({sample.name for sample in ids}) == len(ids)
-        assert {sample.action for sample in ids} == set(range(1, num_classes + 1))
+        assert {sample.action for sample in ids} == set(synthetic.NTU_LABELS[:num_classes])
     ids = [ntu_meta.parse_sample_name(f.path) for f in ntu_files]
     assert ids == synthetic.ntu_sample_ids(300)
     assert all(1 <= s.setup <= 17 and 1 <= s.camera <= 3 and 1 <= s.subject <= 40
@@ -428,13 +450,13 @@ def test_pku_layout_labels_and_splits(tmp_path, phase, seed):
         assert rows.ndim == 2 and rows.shape[1] == 150
         labels = np.loadtxt(tmp_path / "Train_Label_PKU_final" / f"{video}.txt", delimiter=",",
                             dtype=int, ndmin=2)
-        assert np.all((labels[:, 0] >= 1) & (labels[:, 0] <= synthetic.NUM_ACTIONS))
+        assert set(labels[:, 0]) <= set(synthetic.PKU_LABELS)
         assert np.all((1 <= labels[:, 1]) & (labels[:, 1] <= labels[:, 2])
                       & (labels[:, 2] <= len(rows)))
         assert np.all(labels[1:, 1] > labels[:-1, 2]) and set(labels[:, 3]) <= {1, 2}
         second = np.abs(rows[:, 75:]).sum(axis=1) > 0
         assert np.all((rows[:, 75:] != 0).all(axis=1) == second)  # Whole bodies or zeros.
-        handshake = 1 + synthetic.ACTION_NAMES.index("handshaking")
+        handshake = synthetic.PKU_LABELS[synthetic.ACTION_NAMES.index("handshaking")]
         if handshake in labels[:, 0]:
             saw_partner = True
             assert second.all()

@@ -7,7 +7,8 @@ real ones are: the action is only recoverable from motion, while nuisance factor
 How a clip is made:
 - Actions (``ACTION_NAMES``) are joint-angle trajectories over normalised time with their own
   temporal profile (periodic, one-shot, rise-hold-fall, monotonic transitions). Each is warped in
-  time, scaled in amplitude and performed at the subject's tempo.
+  time, scaled in amplitude and performed at the subject's tempo. Each is written under the
+  NTU-60 class (``NTU_LABELS``) and the PKU-MMD label (``PKU_LABELS``) that carry its name.
 - Subjects are seeded by (dataset seed, performer id), so a performer keeps their body size,
   proportions, posture, style, tempo and handedness across clips and NTU cross-subject splits are
   meaningful.
@@ -282,20 +283,14 @@ def _cheer(u, rng, n):
     return tracks
 
 
-def _punch(u, rng, n):
+def _salute(u, rng, n):
     tracks = _zeros(len(u))
-    guard = _keys(u, (0.05, 0.2, 0.85, 0.97), (0, 1, 1, 0))
-    count = int(rng.integers(2, 5))
-    half_width = 0.22 / count
-    punch = {_RIGHT: np.zeros(len(u)), _LEFT: np.zeros(len(u))}
-    for index, centre in enumerate(np.linspace(0.27, 0.78, count)):
-        side = _RIGHT if index % 2 == 0 else _LEFT
-        punch[side] += _keys(u, (centre - half_width, centre, centre + half_width), (0, 1, 0))
-    for side in _SIDES:
-        _rotate(tracks, _UPPER_ARM[side], side, flex=0.55 * guard + 1.0 * punch[side],
-                swing=0.35 * guard - 0.1 * punch[side])
-        _rotate(tracks, _FOREARM[side], side, flex=2.0 * guard - 1.9 * punch[side])
-    _rotate(tracks, kin.SPINE_SHOULDER, swing=0.25 * (punch[_RIGHT] - punch[_LEFT]))
+    # Brisk up and down with a held middle, the fingertips at the right brow.
+    up = _keys(u, (0.12, 0.24, 0.7, 0.84), (0, 1, 1, 0))
+    _rotate(tracks, kin.ELBOW_R, flex=0.5 * up, abd=1.2 * up)
+    _rotate(tracks, kin.WRIST_R, abd=2.4 * up)
+    _rotate(tracks, kin.HAND_R, abd=0.3 * up)
+    _rotate(tracks, kin.SPINE_SHOULDER, flex=0.05 * up)
     return tracks
 
 
@@ -342,17 +337,14 @@ def _touch_head(u, rng, n):
     return tracks
 
 
-def _walk(u, rng, n):
+def _point(u, rng, n):
     tracks = _zeros(len(u))
-    on = _keys(u, (0.03, 0.12, 0.88, 0.97), (0, 1, 1, 0))
-    phase = 2 * np.pi * _cycles(0.8 * n, rng, (28, 40)) * u
-    for side, offset in ((_RIGHT, 0.0), (_LEFT, np.pi)):
-        swing_leg = np.maximum(0.0, np.sin(phase + offset)) * on
-        _rotate(tracks, _THIGH[side], side, flex=0.5 * swing_leg)
-        _rotate(tracks, _SHANK[side], side, flex=-0.9 * swing_leg)
-        _rotate(tracks, _UPPER_ARM[side], side, flex=-0.3 * np.sin(phase + offset) * on)
-        _rotate(tracks, _FOREARM[side], side, flex=0.3 * on)
-    _rotate(tracks, kin.SPINE_MID, swing=0.05 * np.sin(phase) * on)
+    aim = _keys(u, (0.1, 0.3, 0.72, 0.9), (0, 1, 1, 0))
+    # Each clip points somewhere else: higher or lower, more to the side or across the body.
+    elevation, across = rng.uniform(1.4, 2.1), rng.uniform(-0.3, 0.6)
+    _rotate(tracks, kin.ELBOW_R, flex=elevation * aim, abd=across * aim)
+    _rotate(tracks, kin.WRIST_R, flex=0.15 * aim)
+    _rotate(tracks, kin.NECK, swing=-0.4 * across * aim)
     return tracks
 
 
@@ -391,33 +383,42 @@ def _handshake(u, rng, n):
 
 @dataclasses.dataclass(frozen=True)
 class _Action:
-    name: str
+    ntu: int  # NTU RGB+D class (A001-A060) whose name the action carries.
+    pku: int  # PKU-MMD label of the same action.
     frames: tuple[int, int]  # Nominal duration range at tempo 1.
     tracks: Callable[[np.ndarray, np.random.Generator, int], _Tracks]
     mutual: bool = False  # Performed with a partner (a second body).
 
+    @property
+    def name(self) -> str:
+        return ntu_meta.ACTION_NAMES[self.ntu - 1]
 
-# Action k is written as NTU class A{k+1} and PKU-MMD label k+1.
+
+# Every action is written under the NTU class and PKU-MMD label that name it, so the datasets'
+# class names (confusion matrices, per-class tables, plots) describe the motion. All are NTU-60
+# classes, so NTU-60 and NTU-120 builds both hold them.
 _ACTIONS = (
-    _Action("drink water", (70, 110), _drink),
-    _Action("hand waving", (60, 110), _wave),
-    _Action("clapping", (50, 100), _clap),
-    _Action("kicking something", (35, 65), _kick),
-    _Action("jump up", (40, 70), _jump),
-    _Action("sitting down", (60, 95), _sit_down),
-    _Action("standing up", (60, 95), _stand_up),
-    _Action("nod head/bow", (40, 75), _nod_bow),
-    _Action("cheer up", (60, 100), _cheer),
-    _Action("punching", (50, 90), _punch),
-    _Action("hopping (one foot jumping)", (55, 100), _hop),
-    _Action("throw", (40, 70), _throw),
-    _Action("touch head (headache)", (80, 130), _touch_head),
-    _Action("walking in place", (70, 130), _walk),
-    _Action("cross hands in front (say stop)", (55, 90), _cross_hands),
-    _Action("pickup", (65, 100), _pickup),
-    _Action("handshaking", (70, 110), _handshake, mutual=True),
+    _Action(1, 8, (70, 110), _drink),
+    _Action(23, 13, (60, 110), _wave),
+    _Action(10, 6, (50, 100), _clap),
+    _Action(24, 19, (35, 65), _kick),
+    _Action(27, 17, (40, 70), _jump),
+    _Action(8, 33, (60, 95), _sit_down),
+    _Action(9, 34, (60, 95), _stand_up),
+    _Action(35, 1, (40, 75), _nod_bow),  # PKU-MMD: "bow".
+    _Action(22, 5, (60, 100), _cheer),
+    _Action(38, 32, (45, 80), _salute),
+    _Action(26, 15, (55, 100), _hop),
+    _Action(7, 41, (40, 70), _throw),
+    _Action(44, 44, (80, 130), _touch_head),
+    _Action(31, 25, (50, 90), _point),
+    _Action(40, 7, (55, 90), _cross_hands),
+    _Action(6, 22, (65, 100), _pickup),
+    _Action(58, 14, (70, 110), _handshake, mutual=True),
 )
 ACTION_NAMES = tuple(action.name for action in _ACTIONS)
+NTU_LABELS = tuple(action.ntu for action in _ACTIONS)
+PKU_LABELS = tuple(action.pku for action in _ACTIONS)
 NUM_ACTIONS = len(_ACTIONS)
 MUTUAL_ACTIONS = frozenset(k for k, action in enumerate(_ACTIONS) if action.mutual)
 
@@ -938,7 +939,7 @@ def _ntu_plan(index: int, num_classes: int) -> ntu_meta.SampleId:
     performer = _SUBJECT_ORDER[(round_in_block + action) % _NTU_PERFORMERS]
     setup = 1 + (7 * performer + block) % ntu_meta.NTU60_NUM_SETUPS
     return ntu_meta.SampleId(setup, 0, performer, 1 + round_in_block // _NTU_PERFORMERS,
-                             action + 1)
+                             NTU_LABELS[action])
 
 
 def max_ntu_clips(num_classes: int | None = None) -> int:
@@ -1000,7 +1001,8 @@ def _ntu_files(sample_ids: Sequence[ntu_meta.SampleId], seed: int, crlf_fraction
         rng = np.random.default_rng([seed, _TAG_PERFORMANCE, index])
         partner = make_subject(seed, plan.subject % _NTU_PERFORMERS + 1)
         facing = math.radians(NTU_FACING_DEG[plan.replication] + rng.normal(0.0, 10.0))
-        bodies = _perform_clip(rng, plan.action - 1, make_subject(seed, plan.subject), facing,
+        bodies = _perform_clip(rng, NTU_LABELS.index(plan.action),
+                               make_subject(seed, plan.subject), facing,
                                nuisance, partner)
         for sample in views:
             view_rng = np.random.default_rng([seed, _TAG_VIEW, index, sample.camera])
@@ -1040,7 +1042,7 @@ def iter_pku_files(num_videos: int, seed: int, *, phase: int = 1, num_classes: i
     the two ``Split/`` files of the phase (``pku_meta.SPLIT_FILES``). Videos are ``XXXX-V``
     (phase 1, from 0002) or ``AxxNyy-V`` (phase 2, N = subject); each performance is written from
     views L, M and R. Cross-view trains on M and R; cross-subject holds out subjects 2, 5, 8, ...
-    (phase 1) or N in {2, 5, 8, 11} (phase 2). Labels are action index + 1.
+    (phase 1) or N in {2, 5, 8, 11} (phase 2). Labels are the actions' ``PKU_LABELS``.
 
     Args:
       num_videos: number of skeleton files (views), at least ``PKU_MIN_VIDEOS``.
@@ -1086,7 +1088,7 @@ def _pku_files(num_videos: int, seed: int, phase: int, num_classes: int, nuisanc
         bodies, instances = _perform_video(rng, actions, subject, rng.normal(0.0, 0.15),
                                            nuisance, partner)
         labels = writer.format_pku_labels(
-            (a + 1, first + 1, last + 1, 2 if rng.random() < 0.8 else 1)
+            (PKU_LABELS[a], first + 1, last + 1, 2 if rng.random() < 0.8 else 1)
             for a, first, last in instances).encode("ascii")
         for view in views[:num_videos - len(views) * index]:
             name = f"{stem}-{view}"
