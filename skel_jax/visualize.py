@@ -17,6 +17,7 @@ on their first two principal components, one colour per class.
 """
 
 import colorsys
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -34,7 +35,8 @@ _MARGIN_FRACTION = 0.08
 _JOINT_RADIUS = 2
 _BONE_WIDTH = 2
 _POINT_RADIUS = 2
-_LEGEND_WIDTH = 170
+_LEGEND_WIDTH = 170  # At least; wider for long class names.
+_LEGEND_TEXT_X = 14
 _LEGEND_ROW = 12
 
 
@@ -218,7 +220,8 @@ def scatter(points: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
       points: (N, 2) coordinates (x right, y up).
       labels: int (N,) classes.
       class_names: names of all classes.
-      size: side of the plot area in pixels; the legend is added on the right.
+      size: side of the plot area in pixels; the legend is added on the right, as wide as its
+        longest entry (at least ``_LEGEND_WIDTH``).
 
     Returns:
       An RGB image.
@@ -229,17 +232,19 @@ def scatter(points: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
     columns = size * _MARGIN_FRACTION + (points[:, 0] - low[0]) * scale[0]
     rows = size * (1 - _MARGIN_FRACTION) - (points[:, 1] - low[1]) * scale[1]
     shown = np.unique(labels)
-    image = Image.new("RGB", (size + _LEGEND_WIDTH, max(size, _LEGEND_ROW * (len(shown) + 1))),
-                      "white")
+    entries = [f"{label} {class_names[label]}" for label in shown]
+    # The legend grows to its longest entry: NTU class names run to 40 characters and more.
+    text_width = max(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(e) for e in entries)
+    width = size + max(_LEGEND_WIDTH, _LEGEND_TEXT_X + math.ceil(text_width) + 6)
+    image = Image.new("RGB", (width, max(size, _LEGEND_ROW * (len(shown) + 1))), "white")
     draw = ImageDraw.Draw(image)
     for x, y, label in zip(columns, rows, labels):
         draw.ellipse((x - _POINT_RADIUS, y - _POINT_RADIUS, x + _POINT_RADIUS, y + _POINT_RADIUS),
                      fill=colours[label])
-    for row, label in enumerate(shown):
+    for row, (label, entry) in enumerate(zip(shown, entries)):
         y = _LEGEND_ROW * (row + 0.5)
         draw.rectangle((size + 4, y - 3, size + 10, y + 3), fill=colours[label])
-        draw.text((size + 14, y), f"{label} {class_names[label]}"[:26], fill="black",
-                  anchor="lm")
+        draw.text((size + _LEGEND_TEXT_X, y), entry, fill="black", anchor="lm")
     return image
 
 

@@ -7,7 +7,7 @@ import sys
 import jax
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from skel_jax import checkpointing
 from skel_jax import config_lib
@@ -205,6 +205,20 @@ def test_scatter_puts_classes_in_the_legend():
     assert tuple(pixels[92, 8]) == colours[0]
     assert tuple(pixels[8, 92]) == colours[2]
     assert tuple(pixels[6, 107]) == colours[0] and tuple(pixels[18, 107]) == colours[2]
+    assert image.size == (100 + visualize._LEGEND_WIDTH, 100)
+
+
+def test_scatter_legend_fits_long_class_names():
+    long_name = "standing up (from sitting position)"
+    points = np.array([[0.0, 0.0], [1.0, 1.0]])
+    short = visualize.scatter(points, np.array([0, 1]), ["a", "b"], 100)
+    image = visualize.scatter(points, np.array([0, 1]), ["a", long_name + long_name], 100)
+    assert short.size[0] == 100 + visualize._LEGEND_WIDTH
+    entry_width = ImageDraw.Draw(image).textlength("1 " + long_name + long_name)
+    assert image.size[0] >= 100 + visualize._LEGEND_TEXT_X + entry_width
+    # The entry's last characters are drawn: dark pixels near the legend's right edge.
+    legend = np.asarray(image.convert("L"))[12:24, image.size[0] - 30:]
+    assert (legend < 128).any()
 
 
 def test_command_line(files, tmp_path):
