@@ -111,10 +111,15 @@ class Checkpointer:
         self.workdir = os.path.abspath(os.path.expanduser(os.fspath(workdir)))
         self.directory = os.path.join(self.workdir, CHECKPOINTS_SUBDIR)
         self.read_only = read_only
-        options = ocp.CheckpointManagerOptions(
-            read_only=read_only,
-            save_decision_policy=ocp.checkpoint_managers.FixedIntervalPolicy(save_interval_steps),
-            preservation_policy=ocp.checkpoint_managers.LatestN(keep))
+        if read_only:
+            # Stated outright: Orbax logs a warning for every write option it has to switch off.
+            options = ocp.CheckpointManagerOptions(read_only=True, save_interval_steps=0,
+                                                   create=False)
+        else:
+            options = ocp.CheckpointManagerOptions(
+                save_decision_policy=ocp.checkpoint_managers.FixedIntervalPolicy(
+                    save_interval_steps),
+                preservation_policy=ocp.checkpoint_managers.LatestN(keep))
         self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=_ITEMS)
 
     def __enter__(self) -> "Checkpointer":

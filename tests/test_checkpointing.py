@@ -1,5 +1,6 @@
 """Tests of skel_jax.checkpointing: round trips, shardings, partial restore, retention, errors."""
 
+import logging
 import os
 import shutil
 
@@ -91,6 +92,17 @@ def test_state_round_trip_is_bit_identical(saved):
     _assert_bit_identical(restored, state)
     assert restored["step"].dtype == jnp.int32
     assert restored["queue_ptr"]["seq"].dtype == jnp.int32
+
+
+def test_a_read_only_open_asks_orbax_for_no_write_option(saved, caplog):
+    # Orbax warns for every write option it must switch off in a read-only manager.
+    workdir = saved[0]
+    with caplog.at_level(logging.WARNING):
+        with checkpointing.Checkpointer(workdir, read_only=True) as ckpt:
+            assert ckpt.latest_step() == STEP
+    switched = [r.getMessage() for r in caplog.records
+                if "CheckpointManagerOptions.read_only=True" in r.getMessage()]
+    assert switched == []
 
 
 def test_restore_places_arrays_by_the_target_shardings_on_eight_devices(saved):
