@@ -161,21 +161,21 @@ def validate(c: ml_collections.ConfigDict) -> None:
             f"{c.data.clip_frames}.")
     if c.data.clip_frames > c.data.max_frames:
         raise ConfigError(f"data.clip_frames ({c.data.clip_frames}) exceeds data.max_frames "
-                         f"({c.data.max_frames}).")
+                          f"({c.data.max_frames}).")
     if c.optimizer.schedule not in SCHEDULES:
         raise ConfigError(f"optimizer.schedule must be one of {SCHEDULES}; got "
-                         f"{c.optimizer.schedule!r}.")
+                          f"{c.optimizer.schedule!r}.")
     if c.model.compute_dtype not in COMPUTE_DTYPES:
         raise ConfigError(f"model.compute_dtype must be one of {COMPUTE_DTYPES}; got "
-                         f"{c.model.compute_dtype!r}.")
+                          f"{c.model.compute_dtype!r}.")
     if c.intra_weight and len(names) == 1:
         raise ConfigError("intra_weight adds intra-skeleton terms to an inter-skeleton pair; with "
-                         f"the single representation {c.representations!r} the loss is already "
-                         "intra-skeleton.")
+                          f"the single representation {c.representations!r} the loss is already "
+                          "intra-skeleton.")
     if not 0.0 <= c.contrastive.momentum < 1.0:
         raise ConfigError(f"contrastive.momentum must be in [0, 1); got {c.contrastive.momentum}.")
     if c.contrastive.temperature <= 0:
         raise ConfigError(f"contrastive.temperature must be positive; got "
-                         f"{c.contrastive.temperature}.")
+                          f"{c.contrastive.temperature}.")
     if c.total_steps <= 0 and c.num_epochs <= 0:
         raise ConfigError("Set num_epochs or total_steps to a positive number.")
