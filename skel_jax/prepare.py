@@ -16,6 +16,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from skel_jax import config_lib
+
 _BUILDERS = ("ntu_rgbd", "pku_mmd")
 
 _DATASET = flags.DEFINE_string(
@@ -51,6 +53,12 @@ def prepare(dataset: str, manual_dir: str, data_dir: str, *, skip_bad_files: boo
     Returns:
       (builder, built): the builder, whose ``info.splits`` describe the dataset, and whether it
       was built now (False when an existing build was kept).
+
+    Raises:
+      FileNotFoundError: ``manual_dir`` is not a folder or holds no raw files.
+      config_lib.ConfigError: an unknown builder or config.
+      BadSampleError (of the builder's module): a raw file that cannot be converted, named with
+        its line, unless ``skip_bad_files``.
     """
     import tensorflow_datasets as tfds  # Heavy; keep ``--help`` fast.
 
@@ -61,10 +69,12 @@ def prepare(dataset: str, manual_dir: str, data_dir: str, *, skip_bad_files: boo
         raise FileNotFoundError(f"--manual_dir={manual_dir} is not a folder.")
     builder_name, _, config = dataset.partition("/")
     if builder_name not in _BUILDERS:
-        raise ValueError(f"Unknown --dataset={dataset}: the builders are {_BUILDERS}.")
+        raise config_lib.ConfigError(
+            f"Unknown --dataset={dataset}: the builders are {_BUILDERS}.")
     configs = [c.name for c in tfds.builder_cls(builder_name).BUILDER_CONFIGS]
     if config not in configs:
-        raise ValueError(f"Unknown --dataset={dataset}: {builder_name} has the configs {configs}.")
+        raise config_lib.ConfigError(
+            f"Unknown --dataset={dataset}: {builder_name} has the configs {configs}.")
     builder = tfds.builder(dataset, data_dir=os.path.expanduser(data_dir),
                            file_format="array_record", skip_bad_files=skip_bad_files,
                            num_workers=num_workers)
@@ -79,10 +89,18 @@ def prepare(dataset: str, manual_dir: str, data_dir: str, *, skip_bad_files: boo
 
 def main(argv):
     del argv
+    from tfds_builders.ntu_rgbd import ntu_rgbd_dataset_builder as ntu_builder
+    from tfds_builders.pku_mmd import pku_mmd_dataset_builder as pku_builder
+
     start = time.perf_counter()
-    builder, built = prepare(_DATASET.value, _MANUAL_DIR.value, _DATA_DIR.value,
-                             skip_bad_files=_SKIP_BAD_FILES.value, num_workers=_NUM_WORKERS.value,
-                             overwrite=_OVERWRITE.value)
+    try:
+        builder, built = prepare(_DATASET.value, _MANUAL_DIR.value, _DATA_DIR.value,
+                                 skip_bad_files=_SKIP_BAD_FILES.value,
+                                 num_workers=_NUM_WORKERS.value, overwrite=_OVERWRITE.value)
+    # Their messages name the file (and line) at fault and what to do; a traceback adds nothing.
+    except (FileNotFoundError, config_lib.ConfigError, ntu_builder.BadSampleError,
+            pku_builder.BadSampleError) as error:
+        sys.exit(f"prepare: {error}")
     seconds = time.perf_counter() - start
     if not built:
         print(f"{builder.info.full_name} is already built in {builder.data_dir}; "

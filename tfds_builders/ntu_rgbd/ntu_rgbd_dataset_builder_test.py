@@ -2,6 +2,8 @@
 
 import pathlib
 import shutil
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -92,6 +94,20 @@ def test_a_bad_file_stops_the_build_naming_file_and_line(tmp_path):
     assert not tfds.builder("ntu_rgbd/ntu60_xsub", data_dir=str(tmp_path / "data")).is_prepared()
     bad.unlink()
     _build("ntu60_xsub", manual, tmp_path / "data")
+
+
+def test_the_prepare_command_states_a_bad_file_without_a_traceback(tmp_path):
+    manual = _copy_dummy(tmp_path)
+    bad = manual / "extracted" / "S001C001P001R001A001.skeleton"
+    bad.write_text("2\n1\n" + "72057594037931101 0 1 1 1 1 0 0.1 0.1 2\n25\n"
+                   + "0.1 0.2 abc 1 1 1 1 0 0 0 1 2\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "skel_jax.prepare", "--dataset=ntu_rgbd/ntu60_xsub",
+         f"--manual_dir={manual}", f"--data_dir={tmp_path / 'data'}", "--num_workers=1"],
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert f"prepare: {bad}:5: " in done.stderr and "--skip_bad_files" in done.stderr
 
 
 def test_skip_bad_files_lists_them_beside_the_dataset(tmp_path):
