@@ -437,10 +437,13 @@ def _print_result(result: dict, as_json: bool) -> None:
 
 
 def _config_or_error(args: argparse.Namespace, parser: argparse.ArgumentParser):
+    from skel_jax import config_lib
+
     try:
         config = load_config(args.config, args.overrides)
         if getattr(args, "batch_size", None):
             config.global_batch_size = args.batch_size
+        config_lib.validate(config)
     except ValueError as error:
         parser.error(str(error))
     return config

@@ -116,6 +116,13 @@ def test_missing_config_file_is_a_usage_error(capsys):
     assert "not found" in capsys.readouterr().err
 
 
+def test_a_batch_size_the_config_cannot_run_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        benchmark.main(["train", f"--config={RUNLOCAL}", "--batch_size=7", "--steps=1"])
+    assert exit_info.value.code == 2
+    assert "must be a positive multiple of global_batch_size (7)" in capsys.readouterr().err
+
+
 def test_matmul_flops_counts_every_scan_iteration_and_both_passes():
     def scanned(x, w):
         def body(h, _):
