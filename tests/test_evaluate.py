@@ -392,3 +392,23 @@ def test_output_stem():
     assert report.output_stem("linear", "seq") == "linear_seq"
     assert report.output_stem("knn", "graph", step=30) == "knn_graph_30"
     assert report.output_stem("semi", "image", step=5, random_init=True) == "semi_image_5_random"
+
+
+def _summary(protocol, **fields):
+    return dict(protocol=protocol, encoder="graph", random_init=False, step=6,
+                dataset="ntu_rgbd/ntu60_xsub", **fields)
+
+
+@pytest.mark.parametrize("summary, lines", [
+    (_summary("knn", top1_by_k={1: 0.5, 5: 0.25}),
+     ["knn graph step 6 on ntu_rgbd/ntu60_xsub:", "  top1_k1: 50.00%", "  top1_k5: 25.00%"]),
+    (_summary("linear", top1=0.3, top5=0.75, final_train_accuracy=0.125),
+     ["linear graph step 6 on ntu_rgbd/ntu60_xsub:", "  top1: 30.00%", "  top5: 75.00%",
+      "  training accuracy, last epoch: 12.50%"]),
+    (dict(_summary("semi"), random_init=True,
+          label_fractions={"0.01": {"top1": {"mean": 0.2}, "top5": {"mean": 0.4}}}),
+     ["semi graph (random init) step 6 on ntu_rgbd/ntu60_xsub:", "  1pct_top1: 20.00%",
+      "  1pct_top5: 40.00%"]),
+])
+def test_format_summary(summary, lines):
+    assert evaluation.format_summary(summary).splitlines() == lines

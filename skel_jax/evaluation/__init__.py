@@ -269,6 +269,11 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines = [head]
     for name, value in scalars_of(summary).items():
         lines.append(f"  {name.split('/', 1)[1]}: {100 * value:.2f}%")
+    # Shown because a classifier that has not fitted its training crops says little about the
+    # features: the paper's linear schedule underfits some encoders.
+    if "final_train_accuracy" in summary:
+        train = summary["final_train_accuracy"]
+        lines.append(f"  training accuracy, last epoch: {100 * train:.2f}%")
     return "\n".join(lines)
 
 
