@@ -4,6 +4,8 @@ r"""Pictures of skeleton clips and of learned features.
   python -m skel_jax.visualize clip --input=ntu_rgbd/ntu60_xsub:test:12 --data_dir=DIR \
       --output=strip.png
   python -m skel_jax.visualize features --workdir=DIR --encoder=graph --output=pca.png
+  python -m skel_jax.visualize features --workdir=DIR --encoder=graph --projection=tsne \
+      --output=tsne.png
 
 ``clip`` draws one clip as the model sees it (after the NTU pre-normalisation of data.md §2, so
 the spine points up the image): an animated GIF with one frame per clip frame, or a PNG strip
@@ -12,8 +14,9 @@ of ``--strip_frames`` evenly spaced frames. ``--input`` is an NTU ``.skeleton`` 
 ``skel_jax.models.graph``; the first person is blue, the second red; the view looks along the
 y axis (x across, z up).
 
-``features`` plots the query encoder's features of the centre test crop of a split, projected
-on their first two principal components, one colour per class.
+``features`` plots the query encoder's features of the centre test crop of a split in the plane,
+one colour per class: their first two principal components (``--projection=pca``) or a t-SNE
+embedding (``--projection=tsne``, ``--perplexity``).
 """
 
 import colorsys
@@ -38,6 +41,8 @@ _POINT_RADIUS = 2
 _LEGEND_WIDTH = 170  # At least; wider for long class names.
 _LEGEND_TEXT_X = 14
 _LEGEND_ROW = 12
+# How ``features`` maps the features to the plane.
+PROJECTIONS = ("pca", "tsne")
 
 
 def present_persons(skeleton: np.ndarray) -> np.ndarray:
@@ -176,32 +181,6 @@ def load_clip(spec: str, data_dir: str | None) -> tuple[np.ndarray, int, str]:
             f"{sample_name} ({labels.int2str(int(example['label']))})")
 
 
-def pca_2d(features: np.ndarray) -> np.ndarray:
-    """Projections of centred features on their first two principal axes.
-
-    Each axis is signed so that its largest-magnitude loading is positive, which makes the
-    picture deterministic.
-
-    Args:
-      features: (N, d), N >= 2, d >= 2.
-
-    Returns:
-      float64 (N, 2).
-
-    Raises:
-      ValueError: fewer than two rows or columns.
-    """
-    features = np.asarray(features, np.float64)
-    if features.ndim != 2 or min(features.shape) < 2:
-        raise ValueError(f"PCA to 2-D needs at least 2 features of at least 2 dimensions; got "
-                         f"shape {features.shape}.")
-    centred = features - features.mean(axis=0)
-    _, _, axes = np.linalg.svd(centred, full_matrices=False)
-    axes = axes[:2]
-    signs = np.sign(axes[np.arange(2), np.argmax(np.abs(axes), axis=1)])
-    return centred @ (axes * signs[:, None]).T
-
-
 def class_colours(num_classes: int) -> list[tuple[int, int, int]]:
     """Distinct RGB colours: hues spaced by the golden ratio, alternating brightness."""
     colours = []
@@ -250,8 +229,9 @@ def scatter(points: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
 
 def plot_features(workdir: str, representation: str, output: str, *, step: int | None = None,
                   split: str = "test", max_points: int = 2000, size: int = 600,
-                  data_dir: str | None = None) -> int:
-    """Plots the PCA of a query encoder's test-crop features of one split, coloured by class.
+                  data_dir: str | None = None, projection: str = "pca",
+                  perplexity: float = 30.0) -> int:
+    """Plots a query encoder's test-crop features of one split in 2-D, coloured by class.
 
     Args:
       workdir: a training or importer work directory.
@@ -262,15 +242,19 @@ def plot_features(workdir: str, representation: str, output: str, *, step: int |
       max_points: at most this many examples, drawn at random (seed 0) when the split is larger.
       size: plot side in pixels.
       data_dir: where the dataset is built (default: where pretraining read it).
+      projection: ``"pca"`` (first two principal components) or ``"tsne"``.
+      perplexity: t-SNE's effective number of neighbours, below the number of points - 1.
 
     Returns:
       The number of points drawn.
 
     Raises:
-      ValueError: an output that is not ``.png``, or ``max_points`` < 2.
+      ValueError: an output that is not ``.png``, ``max_points`` < 2, an unknown projection, or
+        a perplexity the number of points cannot have (checked before any feature is computed).
     """
     # Imported here: drawing clips needs neither JAX nor TFDS.
     from skel_jax import evaluation
+    from skel_jax import projection as projection_lib
     from skel_jax import sharding
     from skel_jax import train
     from skel_jax.data import input_pipeline
@@ -281,6 +265,8 @@ def plot_features(workdir: str, representation: str, output: str, *, step: int |
         raise ValueError(f"Output {output} must end in .png.")
     if max_points < 2:
         raise ValueError(f"max_points must be at least 2; got {max_points}.")
+    if projection not in PROJECTIONS:
+        raise ValueError(f"Unknown projection {projection!r}; use one of {PROJECTIONS}.")
     workdir = os.path.abspath(os.path.expanduser(workdir))
     mesh = sharding.make_mesh()
     config, _, defn, variables = features_lib.load_encoder(workdir, representation, step=step,
@@ -292,12 +278,19 @@ def plot_features(workdir: str, representation: str, output: str, *, step: int |
         rng = np.random.default_rng(0)
         source = subsets.Subset(source, np.sort(rng.choice(len(source), max_points,
                                                             replace=False)))
+    if projection == "tsne" and not 0 < perplexity < len(source) - 1:
+        raise ValueError(f"perplexity must be in (0, {len(source) - 1}) for the {len(source)} "
+                         f"points plotted; got {perplexity}.")
     features, labels = features_lib.extract_features(
         features_lib.make_feature_fn(defn, mesh, config.data.clip_frames), variables, source,
         mesh=mesh,
         batch_size=evaluation.default_config().eval_batch_size,
         max_frames=config.data.max_frames)
-    scatter(pca_2d(features), labels, class_names, size).save(output, format="PNG")
+    if projection == "tsne":
+        points = projection_lib.tsne_2d(features, perplexity=perplexity)
+    else:
+        points = projection_lib.pca_2d(features)
+    scatter(points, labels, class_names, size).save(output, format="PNG")
     return len(labels)
 
 
@@ -320,6 +313,8 @@ def _define_flags() -> None:
     flags.DEFINE_integer("step", None, "features: checkpoint step; default the latest.")
     flags.DEFINE_string("split", "test", "features: the split to plot.")
     flags.DEFINE_integer("max_points", 2000, "features: most examples to plot.")
+    flags.DEFINE_enum("projection", "pca", PROJECTIONS, "features: PCA or t-SNE.")
+    flags.DEFINE_float("perplexity", 30.0, "features: t-SNE's effective number of neighbours.")
 
 
 def _require(*names):
@@ -344,8 +339,10 @@ def main(argv):
             _require("workdir", "encoder", "output")
             count = plot_features(args.workdir, args.encoder, args.output, step=args.step,
                                   split=args.split, max_points=args.max_points,
-                                  size=args.size or 600, data_dir=args.data_dir)
-            print(f"Wrote the PCA of {count} {args.encoder} features to {args.output}.")
+                                  size=args.size or 600, data_dir=args.data_dir,
+                                  projection=args.projection, perplexity=args.perplexity)
+            method = "PCA" if args.projection == "pca" else "t-SNE"
+            print(f"Wrote the {method} of {count} {args.encoder} features to {args.output}.")
     except (FileNotFoundError, ValueError) as error:
         sys.exit(f"visualize: {error}")
 

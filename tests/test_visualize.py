@@ -1,4 +1,4 @@
-"""Tests of skel_jax.visualize: clip drawings, the feature PCA plot and the command line."""
+"""Tests of skel_jax.visualize: clip drawings, the feature plots and the command line."""
 
 import os
 import subprocess
@@ -97,28 +97,6 @@ def test_strip_indices(num_frames, count, expected):
     np.testing.assert_array_equal(visualize.strip_indices(num_frames, count), expected)
 
 
-def test_pca_matches_the_covariance_eigenvectors():
-    rng = np.random.default_rng(0)
-    features = rng.standard_normal((40, 6)) @ np.diag([5.0, 3.0, 1.0, 0.5, 0.2, 0.1]) + 7.0
-    got = visualize.pca_2d(features)
-    assert got.shape == (40, 2) and got.dtype == np.float64
-    centred = features - features.mean(axis=0)
-    values, vectors = np.linalg.eigh(np.cov(centred, rowvar=False))
-    top = vectors[:, np.argsort(values)[::-1][:2]]
-    want = centred @ top
-    for axis in range(2):
-        # Equal up to sign; the sign makes the largest loading positive.
-        sign = np.sign(top[np.argmax(np.abs(top[:, axis])), axis])
-        np.testing.assert_allclose(got[:, axis], sign * want[:, axis], rtol=1e-8, atol=1e-8)
-    np.testing.assert_allclose(got.mean(axis=0), 0.0, atol=1e-9)
-
-
-@pytest.mark.parametrize("shape", [(1, 4), (5, 1), (5,)])
-def test_pca_errors(shape):
-    with pytest.raises(ValueError, match="at least 2 features of at least 2 dimensions"):
-        visualize.pca_2d(np.ones(shape))
-
-
 def test_class_colours_are_distinct():
     colours = visualize.class_colours(120)
     assert len(set(colours)) == 120
@@ -183,11 +161,18 @@ def test_feature_plot(files, workdir, tmp_path):
     assert count == len(input_pipeline.load_source(DATASET, "train", str(root / "data"))) > 2
     fewer = visualize.plot_features(workdir, "seq", output, split="train", max_points=2)
     assert fewer == 2
+    tsne = str(tmp_path / "tsne.png")
+    assert visualize.plot_features(workdir, "seq", tsne, split="train", size=200,
+                                   projection="tsne", perplexity=1.5) == count
+    with Image.open(tsne) as image:
+        assert image.format == "PNG" and image.size[1] == 200
 
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(output="pca.jpg"), "must end in .png"),
     (dict(max_points=1), "max_points must be at least 2"),
+    (dict(projection="umap"), "Unknown projection 'umap'"),
+    (dict(projection="tsne", perplexity=100.0), r"perplexity must be in \(0, \d+\)"),
 ])
 def test_feature_plot_errors(workdir, tmp_path, kwargs, message):
     args = dict(output=str(tmp_path / "pca.png"))
