@@ -144,7 +144,7 @@ def tsne_2d(features: np.ndarray, *, perplexity: float = 30.0, steps: int = 1000
     """A t-SNE embedding of the features in the plane.
 
     Args:
-      features: (N, d), N >= 3, d >= 2.
+      features: (N, d), N >= 2, d >= 2.
       perplexity: the effective number of neighbours, 0 < perplexity < N - 1.
       steps: optimisation steps (the first 250 with early exaggeration).
 
