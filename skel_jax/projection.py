@@ -157,8 +157,8 @@ def tsne_2d(features: np.ndarray, *, perplexity: float = 30.0, steps: int = 1000
     start = pca_2d(features)
     p = joint_affinities(features, perplexity)
     n = p.shape[0]
-    # A tiny PCA start (std 1e-4 on the first axis), and the step size Belkina et al. (2019)
-    # recommend: N / exaggeration / 4, at least 50.
+    # A tiny PCA start (std 1e-4 on the first axis) and the step size max(N / exaggeration / 4,
+    # 50), as scikit-learn's defaults (after Belkina et al., 2019).
     start = start / max(np.std(start[:, 0]), 1e-12) * 1e-4
     learning_rate = max(n / _EXAGGERATION / 4, 50.0)
     y = _optimise(jnp.asarray(start, jnp.float32), jnp.asarray(p, jnp.float32), learning_rate,
