@@ -225,7 +225,7 @@ def test_actions_are_written_under_the_classes_that_name_them():
     assert len(synthetic.PKU_LABELS) == len(set(synthetic.PKU_LABELS)) == synthetic.NUM_ACTIONS
     for name, ntu, pku in zip(synthetic.ACTION_NAMES, synthetic.NTU_LABELS,
                               synthetic.PKU_LABELS):
-        assert 1 <= ntu <= ntu_meta.NTU60_NUM_CLASSES  # NTU-60 builds hold every action.
+        assert ntu in range(1, ntu_meta.NTU60_NUM_CLASSES + 1)  # NTU-60 builds hold them all.
         assert ntu_meta.ACTION_NAMES[ntu - 1] == name
         # PKU-MMD names two of them more briefly.
         short = {"nod head/bow": "bow", "standing up (from sitting position)": "standing up"}
