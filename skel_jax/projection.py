@@ -53,6 +53,13 @@ def squared_distances(features: np.ndarray) -> np.ndarray:
     return distances
 
 
+def check_perplexity(perplexity: float, num_points: int) -> None:
+    """Raises ValueError unless 0 < perplexity < num_points - 1, as t-SNE needs."""
+    if not 0 < perplexity < num_points - 1:
+        raise ValueError(f"perplexity must be in (0, N - 1) = (0, {num_points - 1}) for "
+                         f"{num_points} points; got {perplexity}.")
+
+
 def conditional_affinities(sq_distances: np.ndarray, perplexity: float, *,
                            iterations: int = 100) -> np.ndarray:
     """Rows p(j | i) of Gaussian affinities whose entropy is log(perplexity).
@@ -72,9 +79,7 @@ def conditional_affinities(sq_distances: np.ndarray, perplexity: float, *,
     """
     d = np.asarray(sq_distances, np.float64)
     n = d.shape[0]
-    if not 0 < perplexity < n - 1:
-        raise ValueError(f"perplexity must be in (0, N - 1) = (0, {n - 1}) for {n} points; got "
-                         f"{perplexity}.")
+    check_perplexity(perplexity, n)
     off_diagonal = ~np.eye(n, dtype=bool)
     # Shifting each row by its nearest neighbour's distance keeps exp() from underflowing.
     nearest = np.where(off_diagonal, d, np.inf).min(axis=1, keepdims=True)

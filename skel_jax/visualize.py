@@ -278,9 +278,8 @@ def plot_features(workdir: str, representation: str, output: str, *, step: int |
         rng = np.random.default_rng(0)
         source = subsets.Subset(source, np.sort(rng.choice(len(source), max_points,
                                                             replace=False)))
-    if projection == "tsne" and not 0 < perplexity < len(source) - 1:
-        raise ValueError(f"perplexity must be in (0, {len(source) - 1}) for the {len(source)} "
-                         f"points plotted; got {perplexity}.")
+    if projection == "tsne":  # Checked before the features are computed.
+        projection_lib.check_perplexity(perplexity, len(source))
     features, labels = features_lib.extract_features(
         features_lib.make_feature_fn(defn, mesh, config.data.clip_frames), variables, source,
         mesh=mesh,
