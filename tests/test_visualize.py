@@ -172,7 +172,8 @@ def test_feature_plot(files, workdir, tmp_path):
     (dict(output="pca.jpg"), "must end in .png"),
     (dict(max_points=1), "max_points must be at least 2"),
     (dict(projection="umap"), "Unknown projection 'umap'"),
-    (dict(projection="tsne", perplexity=100.0), r"perplexity must be in \(0, N - 1\) = \(0, \d+\) for \d+ points"),
+    (dict(projection="tsne", perplexity=100.0),
+     r"perplexity must be in \(0, N - 1\) = \(0, \d+\) for \d+ points"),
 ])
 def test_feature_plot_errors(workdir, tmp_path, kwargs, message):
     args = dict(output=str(tmp_path / "pca.png"))
